@@ -1,0 +1,43 @@
+//! `tools`: what the active mode exposes, and why the rest is hidden.
+
+use std::process::ExitCode;
+
+use crate::settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let active = match super::activate(settings) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    if args.json {
+        super::out(&serde_json::to_string_pretty(&active.exposure)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backends: Vec<String> = active
+        .backends
+        .clients
+        .iter()
+        .map(|(n, c)| match c.as_ref() {
+            crate::backends::Client::Unavailable { reason, .. } => format!("{n} (unavailable: {reason})"),
+            _ => n.clone(),
+        })
+        .collect();
+    super::out(&format!(
+        "mode {}: backends {}",
+        active.mode.name,
+        if backends.is_empty() { "none".into() } else { backends.join(", ") }
+    ));
+    let width = active.exposure.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
+    for e in &active.exposure {
+        let status = if e.exposed { "exposed".to_string() } else { format!("hidden: {}", e.reason) };
+        super::out(&format!("{:<8} {:<width$}  {}", e.kind, e.name, status));
+    }
+    Ok(ExitCode::SUCCESS)
+}

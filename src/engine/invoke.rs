@@ -1,0 +1,244 @@
+//! The executor: check arguments, run steps (independent ones concurrently, each with its
+//! timeout), extract, and shape the structured and text output.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Active;
+use super::registry::{Call, Procedure, Step};
+use super::template;
+
+/// Default time a step may take when neither step nor backend says otherwise.
+const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a call failed. Each message tells the model what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Arguments do not match the input schema.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// A required step failed.
+    #[error("step `{step}` failed: {message}")]
+    Step { step: String, message: String },
+    /// Shaping the output failed.
+    #[error("could not shape the output field `{field}`: {message}")]
+    Output { field: String, message: String },
+    /// The caller cancelled the call.
+    #[error("the call was cancelled")]
+    Cancelled,
+}
+
+/// The result of a call: structured content and its compact text.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub structured: Value,
+    pub text: String,
+}
+
+/// Progress of a multi-step call: (steps done, steps total, message).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize, String) + Send + Sync);
+
+/// Check arguments against the input schema; fill defaults; absent optional inputs are null.
+pub fn prepare_args(proc: &Procedure, args: &Map<String, Value>) -> Result<Map<String, Value>, Error> {
+    let instance = Value::Object(args.clone());
+    let problems: Vec<String> = proc
+        .input_validator
+        .iter_errors(&instance)
+        .map(|e| {
+            let path = e.instance_path().as_str().trim_start_matches('/').replace('/', ".");
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = e.kind() {
+                let known: Vec<&str> = proc.inputs.keys().map(String::as_str).collect();
+                format!("unknown argument {} (accepted: {})", unexpected.join(", "), known.join(", "))
+            } else if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("argument `{path}`: {e}")
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::InvalidArguments(problems.join("; ")));
+    }
+    let mut out = Map::new();
+    for (name, input) in &proc.inputs {
+        let v = args.get(name).cloned().or_else(|| input.default.clone()).unwrap_or(Value::Null);
+        out.insert(name.clone(), v);
+    }
+    Ok(out)
+}
+
+/// Render one step's request from the context (no network).
+pub fn render_request(step: &Step, ctx: &minijinja::Value) -> Result<Value, String> {
+    let spec = match &step.call {
+        Call::Http(h) => serde_json::to_value(h),
+        Call::Kubernetes(k) => serde_json::to_value(k),
+        Call::Prometheus(p) => serde_json::to_value(p),
+    }
+    .map_err(|e| e.to_string())?;
+    template::render_json(&spec, ctx).map_err(|e| template_error(&e))
+}
+
+/// A template error on one line, with its detail.
+pub fn template_error(e: &minijinja::Error) -> String {
+    let mut msg = e.detail().map(str::to_owned).unwrap_or_else(|| e.to_string());
+    if let Some(src) = std::error::Error::source(e) {
+        msg.push_str(&format!(": {src}"));
+    }
+    msg
+}
+
+fn eval_when(step: &Step, ctx: &minijinja::Value) -> Result<bool, String> {
+    match &step.when {
+        None => Ok(true),
+        Some(w) => template::eval_expr(w, ctx).map(|v| v.is_true()).map_err(|e| template_error(&e)),
+    }
+}
+
+/// Run a procedure (a tool or a resource) with arguments.
+pub async fn run(
+    active: &Active,
+    proc: &Procedure,
+    args: &Map<String, Value>,
+    progress: Option<Progress<'_>>,
+    cancel: &CancellationToken,
+) -> Result<Outcome, Error> {
+    let args = prepare_args(proc, args)?;
+    let mut ctx: Map<String, Value> = args.clone();
+    ctx.insert("backends".into(), active.backend_flags());
+    let mut results: HashMap<String, Value> = HashMap::new();
+    let mut sections = Map::new();
+    let mut pending: Vec<&Step> = proc.steps.iter().collect();
+    let total = pending.len();
+
+    while !pending.is_empty() {
+        // A wave: every pending step whose dependencies have finished.
+        let (ready, rest): (Vec<&Step>, Vec<&Step>) =
+            pending.into_iter().partition(|s| s.deps.iter().all(|d| results.contains_key(d)));
+        pending = rest;
+        if ready.is_empty() {
+            // Unreachable after validation (cycles are rejected), but never loop forever.
+            let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::Step { step: names.join(", "), message: "dependency cycle".into() });
+        }
+        let mut wave_ctx = ctx.clone();
+        for (k, v) in &results {
+            wave_ctx.insert(k.clone(), v.clone());
+        }
+        let wave_ctx = crate::engine::template::to_value(&wave_ctx);
+        let futures = ready.iter().map(|step| run_step(active, step, &wave_ctx));
+        let outcomes = tokio::select! {
+            o = join_all(futures) => o,
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        for (step, outcome) in ready.iter().zip(outcomes) {
+            match outcome {
+                StepOutcome::Done(v) => {
+                    if step.optional || step.when.is_some() {
+                        sections.insert(step.name.clone(), json!({"status": "ok"}));
+                    }
+                    results.insert(step.name.clone(), v);
+                }
+                StepOutcome::Skipped(reason) => {
+                    sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
+                    results.insert(step.name.clone(), Value::Null);
+                }
+                StepOutcome::Failed(message) if step.optional => {
+                    tracing::warn!(step = %step.name, %message, "optional step degraded");
+                    sections.insert(step.name.clone(), json!({"status": "unavailable", "reason": message}));
+                    results.insert(step.name.clone(), Value::Null);
+                }
+                StepOutcome::Failed(message) => return Err(Error::Step { step: step.name.clone(), message }),
+            }
+            if let Some(p) = progress {
+                p(results.len(), total, format!("step {} finished", step.name));
+            }
+        }
+    }
+
+    for (k, v) in results {
+        ctx.insert(k, v);
+    }
+    ctx.insert("sections".into(), Value::Object(sections.clone()));
+    shape(proc, ctx, sections)
+}
+
+enum StepOutcome {
+    Done(Value),
+    Skipped(String),
+    Failed(String),
+}
+
+async fn run_step(active: &Active, step: &Step, ctx: &minijinja::Value) -> StepOutcome {
+    match eval_when(step, ctx) {
+        Ok(true) => {}
+        Ok(false) => return StepOutcome::Skipped(skip_reason(step)),
+        Err(e) => return StepOutcome::Failed(format!("condition: {e}")),
+    }
+    let request = match render_request(step, ctx) {
+        Ok(r) => r,
+        Err(e) => return StepOutcome::Failed(format!("cannot build the request: {e}")),
+    };
+    let client = match active.backends.get(&step.backend) {
+        Ok(c) => c,
+        Err(e) => return StepOutcome::Failed(e.to_string()),
+    };
+    // The backend applies the step timeout to its request; the outer bound also covers
+    // backends that hang before their own timer starts.
+    let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
+    let answer = match tokio::time::timeout(limit + Duration::from_millis(250), client.call(&request, step.timeout))
+        .await
+    {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return StepOutcome::Failed(e.to_string()),
+        Err(_) => return StepOutcome::Failed(format!("no answer from backend `{}` within {limit:?}", step.backend)),
+    };
+    match &step.select {
+        None => StepOutcome::Done(answer),
+        Some(path) => match super::extract::query(path, &answer) {
+            Ok(found) if step.select_one => StepOutcome::Done(found.into_iter().next().unwrap_or(Value::Null)),
+            Ok(found) => StepOutcome::Done(Value::Array(found)),
+            Err(e) => StepOutcome::Failed(format!("select `{path}`: {e}")),
+        },
+    }
+}
+
+fn skip_reason(step: &Step) -> String {
+    match step.when.as_deref() {
+        Some(w) if w.starts_with("backends[") => format!("backend `{}` is not enabled in this mode", step.backend),
+        Some(w) => format!("condition `{w}` is false"),
+        None => String::new(),
+    }
+}
+
+/// Evaluate the structured fields in order, then the text.
+fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Value>) -> Result<Outcome, Error> {
+    let mut structured = Map::new();
+    if proc.output.structured.is_empty() {
+        // No shaping declared: the step results are the result.
+        for s in &proc.steps {
+            structured.insert(s.name.clone(), ctx.get(&s.name).cloned().unwrap_or(Value::Null));
+        }
+    }
+    for (field, spec) in &proc.output.structured {
+        let mctx = crate::engine::template::to_value(&ctx);
+        let v = template::eval_expr(spec.expr(), &mctx)
+            .and_then(|v| template::to_json(&v))
+            .map_err(|e| Error::Output { field: field.clone(), message: template_error(&e) })?;
+        ctx.insert(field.clone(), v.clone());
+        structured.insert(field.clone(), v);
+    }
+    if !sections.is_empty() {
+        structured.insert("sections".into(), Value::Object(sections));
+    }
+    let structured = Value::Object(structured);
+    let text = match &proc.output.text {
+        Some(t) => template::render_str(t, &crate::engine::template::to_value(&ctx))
+            .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
+        None => serde_json::to_string_pretty(&structured).unwrap_or_default(),
+    };
+    Ok(Outcome { structured, text: text.trim_end().to_string() })
+}

@@ -1,0 +1,70 @@
+//! The generic engine: templates, extraction, the compiled registry and the executor.
+
+pub mod extract;
+pub mod invoke;
+pub mod quantity;
+pub mod registry;
+pub mod template;
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+pub use registry::Registry;
+use registry::{Exposure, Mode, Prompt, Resource, Tool};
+
+use crate::backends::Backends;
+
+/// A registry activated for one mode: the exposed documents and the mode's backend clients.
+/// Swapped atomically as a whole on reload.
+pub struct Active {
+    pub registry: Arc<Registry>,
+    pub mode: Mode,
+    pub backends: Backends,
+    pub exposure: Vec<Exposure>,
+    pub tools: IndexMap<String, Arc<Tool>>,
+    pub resources: IndexMap<String, Arc<Resource>>,
+    pub prompts: IndexMap<String, Arc<Prompt>>,
+}
+
+impl Active {
+    /// Activate `mode_name` over a registry.
+    pub fn new(registry: Arc<Registry>, mode_name: &str) -> Result<Active, String> {
+        let mode = registry.modes.get(mode_name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = registry.modes.keys().map(String::as_str).collect();
+            format!(
+                "unknown mode `{mode_name}` (known modes: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )
+        })?;
+        let exposure = registry.exposure(&mode);
+        let exposed = |kind: &str, name: &str| exposure.iter().any(|e| e.kind == kind && e.name == name && e.exposed);
+        let tools =
+            registry.tools.iter().filter(|(n, _)| exposed("Tool", n)).map(|(n, t)| (n.clone(), t.clone())).collect();
+        let resources = registry
+            .resources
+            .iter()
+            .filter(|(n, _)| exposed("Resource", n))
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        let prompts = registry
+            .prompts
+            .iter()
+            .filter(|(n, _)| exposed("Prompt", n))
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        let backends = Backends::build(&mode.backends);
+        Ok(Active { registry, mode, backends, exposure, tools, resources, prompts })
+    }
+
+    /// `backends` as templates see it: every known binding name -> enabled in this mode.
+    pub fn backend_flags(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.registry
+                .backends
+                .keys()
+                .map(|n| (n.clone(), serde_json::Value::Bool(self.mode.backends.contains_key(n))))
+                .collect(),
+        )
+    }
+}

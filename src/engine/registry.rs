@@ -1,0 +1,256 @@
+//! The compiled registry: every valid tool, resource, prompt, backend and mode, and the
+//! active view of one mode (what is exposed, and why the rest is not).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::spec::model::{
+    BackendSpec, HttpCallSpec, InputSpec, KubernetesCallSpec, ModeSpec, OutputSpec, PrometheusCallSpec, PromptSpec,
+    SelectorSpec,
+};
+
+/// Everything loaded from the spec directories.
+#[derive(Default)]
+pub struct Registry {
+    pub tools: IndexMap<String, Arc<Tool>>,
+    pub resources: IndexMap<String, Arc<Resource>>,
+    pub prompts: IndexMap<String, Arc<Prompt>>,
+    pub backends: IndexMap<String, BackendBinding>,
+    pub modes: IndexMap<String, Mode>,
+    /// Files the registry was built from.
+    pub files: Vec<PathBuf>,
+}
+
+/// A backend document as written (mode overrides are applied on activation).
+#[derive(Debug, Clone)]
+pub struct BackendBinding {
+    pub name: String,
+    /// The spec as JSON, for merge-patching with mode overrides.
+    pub raw: Value,
+    pub spec: BackendSpec,
+}
+
+/// A compiled mode.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    pub name: String,
+    pub spec: ModeSpec,
+    /// Enabled backends with mode overrides applied.
+    pub backends: IndexMap<String, BackendSpec>,
+}
+
+/// Tool annotations resolved to MCP hints.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hints {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+/// Inputs, steps and output: the machinery shared by tools and resources.
+pub struct Procedure {
+    /// The document's file, for messages.
+    pub file: PathBuf,
+    pub inputs: IndexMap<String, InputSpec>,
+    /// The MCP inputSchema (a JSON Schema object).
+    pub input_schema: serde_json::Map<String, Value>,
+    /// Validator of arguments against `input_schema`.
+    pub input_validator: jsonschema::Validator,
+    /// Steps in declaration order.
+    pub steps: Vec<Step>,
+    pub output: OutputSpec,
+    /// The MCP outputSchema.
+    pub output_schema: serde_json::Map<String, Value>,
+    /// Backends that required steps need.
+    pub requires: Vec<String>,
+}
+
+/// One compiled step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub optional: bool,
+    /// Condition: a minijinja expression.
+    pub when: Option<String>,
+    pub timeout: Option<Duration>,
+    pub select: Option<String>,
+    pub select_one: bool,
+    /// Steps whose results this step's templates read.
+    pub deps: Vec<String>,
+    /// Backend binding name.
+    pub backend: String,
+    pub call: Call,
+}
+
+/// The backend call of a step.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Http(Box<HttpCallSpec>),
+    Kubernetes(Box<KubernetesCallSpec>),
+    Prometheus(Box<PrometheusCallSpec>),
+}
+
+/// A compiled tool.
+pub struct Tool {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+    pub hints: Hints,
+    pub proc: Procedure,
+}
+
+/// A compiled resource.
+pub struct Resource {
+    pub name: String,
+    pub uri: String,
+    /// Parameter names when `uri` is a template.
+    pub params: Vec<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub mime_type: String,
+    pub labels: BTreeMap<String, String>,
+    pub proc: Procedure,
+}
+
+impl Resource {
+    /// Match a concrete URI against this resource's URI (template), returning parameters.
+    pub fn match_uri(&self, uri: &str) -> Option<serde_json::Map<String, Value>> {
+        if self.params.is_empty() {
+            return (uri == self.uri).then(serde_json::Map::new);
+        }
+        let mut out = serde_json::Map::new();
+        let mut rest = uri;
+        let mut tpl = self.uri.as_str();
+        while !tpl.is_empty() {
+            if let Some(after) = tpl.strip_prefix('{') {
+                let end = after.find('}')?;
+                let name = &after[..end];
+                tpl = &after[end + 1..];
+                // A parameter runs to the next literal character of the template (or the end).
+                let stop = tpl.chars().next();
+                let len = match stop {
+                    Some(c) => rest.find(c)?,
+                    None => rest.len(),
+                };
+                let value = &rest[..len];
+                if value.is_empty() || value.contains('/') {
+                    return None;
+                }
+                out.insert(name.to_string(), Value::String(value.to_string()));
+                rest = &rest[len..];
+            } else {
+                let lit_len = tpl.find('{').unwrap_or(tpl.len());
+                rest = rest.strip_prefix(&tpl[..lit_len])?;
+                tpl = &tpl[lit_len..];
+            }
+        }
+        rest.is_empty().then_some(out)
+    }
+}
+
+/// A compiled prompt.
+pub struct Prompt {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub spec: PromptSpec,
+}
+
+/// Whether a document is exposed in a mode, and why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposure {
+    pub kind: &'static str,
+    pub name: String,
+    pub exposed: bool,
+    /// Why it is hidden (empty when exposed).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+fn selected(sel: &SelectorSpec, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
+    if sel.exclude.iter().any(|n| n == name) {
+        return Err("excluded by name".into());
+    }
+    let included = sel.include.is_empty() || sel.include.iter().any(|n| n == "*" || n == name);
+    if !included {
+        return Err("not in the mode's include list".into());
+    }
+    for (k, v) in &sel.labels {
+        if labels.get(k) != Some(v) {
+            return Err(format!("lacks label {k}={v}"));
+        }
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Decide, for a mode, which tools, resources and prompts are exposed.
+    pub fn exposure(&self, mode: &Mode) -> Vec<Exposure> {
+        let needs = |requires: &[String]| -> Result<(), String> {
+            let missing: Vec<&str> =
+                requires.iter().filter(|b| !mode.backends.contains_key(*b)).map(String::as_str).collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("needs backend {} which mode `{}` does not enable", missing.join(", "), mode.name))
+            }
+        };
+        let decide = |kind: &'static str, name: &str, result: Result<(), String>| Exposure {
+            kind,
+            name: name.to_string(),
+            exposed: result.is_ok(),
+            reason: result.err().unwrap_or_default(),
+        };
+        let mut out = Vec::new();
+        for t in self.tools.values() {
+            let r = selected(&mode.spec.tools, &t.name, &t.labels).and_then(|_| needs(&t.proc.requires));
+            out.push(decide("Tool", &t.name, r));
+        }
+        for r in self.resources.values() {
+            let res = selected(&mode.spec.resources, &r.name, &r.labels).and_then(|_| needs(&r.proc.requires));
+            out.push(decide("Resource", &r.name, res));
+        }
+        for p in self.prompts.values() {
+            out.push(decide("Prompt", &p.name, selected(&mode.spec.prompts, &p.name, &p.labels)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(uri: &str, params: &[&str]) -> Resource {
+        Resource {
+            name: "r".into(),
+            uri: uri.into(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+            title: None,
+            description: None,
+            mime_type: "application/json".into(),
+            labels: BTreeMap::new(),
+            proc: crate::spec::compile::empty_procedure(),
+        }
+    }
+
+    #[test]
+    fn uri_templates_match_and_extract_parameters() {
+        let r = resource("cluster://namespaces/{namespace}/pods", &["namespace"]);
+        let m = r.match_uri("cluster://namespaces/default/pods").unwrap();
+        assert_eq!(m["namespace"], "default");
+        assert!(r.match_uri("cluster://namespaces/a/b/pods").is_none());
+        assert!(r.match_uri("cluster://namespaces//pods").is_none());
+        let fixed = resource("cluster://health", &[]);
+        assert!(fixed.match_uri("cluster://health").is_some());
+        assert!(fixed.match_uri("cluster://healthz").is_none());
+    }
+}

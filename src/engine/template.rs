@@ -1,0 +1,492 @@
+//! Templating: one minijinja environment with strict undefined and the filters specs use.
+//!
+//! Three jobs: render request templates (a leaf that is a single `{{ expr }}` keeps its JSON
+//! type), evaluate output expressions, and, at validation time, prove that free-text
+//! arguments never reach query text unescaped (`escape_violations`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
+
+use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::value::{Kwargs, Rest};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use regex::Regex;
+
+use super::quantity;
+
+/// The shared environment (filters and settings never change at run time).
+pub fn env() -> &'static Environment<'static> {
+    static ENV: LazyLock<Environment<'static>> = LazyLock::new(build_env);
+    &ENV
+}
+
+fn build_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Escaping filters, one per query-text context.
+    env.add_filter("promql_string", promql_string);
+    env.add_filter("promql_regex", promql_regex);
+    env.add_filter("promql_duration", promql_duration);
+    env.add_filter("path_segment", path_segment);
+    env.add_filter("selector_value", selector_value);
+    // Extraction and shaping.
+    env.add_filter("jsonpath", super::extract::jsonpath_filter);
+    env.add_filter("jsonpath_one", super::extract::jsonpath_one_filter);
+    env.add_filter("count_by", count_by);
+    env.add_filter("sum_by", sum_by);
+    env.add_filter("top", top);
+    env.add_filter("pick", pick);
+    env.add_filter("quantity", quantity::quantity_filter);
+    env.add_filter("duration_seconds", quantity::duration_seconds_filter);
+    env.add_filter("age", quantity::age_filter);
+    env.add_filter("age_seconds", quantity::age_seconds_filter);
+    env.add_filter("percent", percent);
+    env.add_filter("truncate_list", truncate_list);
+    env.add_function("now", quantity::now_function);
+    env
+}
+
+/// Filters that make a value safe in each text context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextContext {
+    /// PromQL query text.
+    Promql,
+    /// A URL path.
+    UrlPath,
+    /// A Kubernetes label or field selector.
+    Selector,
+}
+
+impl TextContext {
+    fn escapers(self) -> &'static [&'static str] {
+        match self {
+            TextContext::Promql => &["promql_string", "promql_regex", "promql_duration"],
+            TextContext::UrlPath => &["path_segment"],
+            TextContext::Selector => &["selector_value"],
+        }
+    }
+
+    /// The filters to name in a hint.
+    pub fn hint(self) -> String {
+        self.escapers().iter().map(|f| format!("`| {f}`")).collect::<Vec<_>>().join(" or ")
+    }
+}
+
+/// Filters whose result is a number or boolean whatever the input: they neutralise text.
+const NUMERIC_FILTERS: &[&str] = &["int", "float", "length", "count", "abs", "round", "bool"];
+
+/// Where a tainted value reaches template output without its context's escaping filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscapeViolation {
+    /// The free-text input that leaks.
+    pub variable: String,
+    /// 1-based line and column inside the template.
+    pub line: usize,
+    pub col: usize,
+}
+
+/// Find every `{{ ... }}` in `source` that emits a tainted variable without escaping.
+pub fn escape_violations(
+    source: &str,
+    ctx: TextContext,
+    tainted: &HashSet<String>,
+) -> Result<Vec<EscapeViolation>, Error> {
+    let stmt = minijinja::machinery::parse(source, "<template>", Default::default())?;
+    let mut walker = TaintWalker { ctx, tainted: tainted.clone(), found: Vec::new() };
+    walker.stmt(&stmt);
+    Ok(walker.found)
+}
+
+struct TaintWalker {
+    ctx: TextContext,
+    tainted: HashSet<String>,
+    found: Vec<EscapeViolation>,
+}
+
+impl TaintWalker {
+    fn stmts(&mut self, body: &[Stmt<'_>]) {
+        for s in body {
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt<'_>) {
+        match stmt {
+            Stmt::Template(t) => self.stmts(&t.children),
+            Stmt::EmitExpr(e) => {
+                if let Some(var) = self.taint(&e.expr) {
+                    let span = e.span();
+                    self.found.push(EscapeViolation {
+                        variable: var,
+                        line: span.start_line as usize,
+                        col: span.start_col as usize + 1,
+                    });
+                }
+            }
+            Stmt::ForLoop(f) => {
+                if self.taint(&f.iter).is_some() {
+                    self.mark_targets(&f.target);
+                }
+                self.stmts(&f.body);
+                self.stmts(&f.else_body);
+            }
+            Stmt::IfCond(c) => {
+                self.stmts(&c.true_body);
+                self.stmts(&c.false_body);
+            }
+            Stmt::WithBlock(w) => {
+                for (target, value) in &w.assignments {
+                    if self.taint(value).is_some() {
+                        self.mark_targets(target);
+                    }
+                }
+                self.stmts(&w.body);
+            }
+            Stmt::Set(s) if self.taint(&s.expr).is_some() => self.mark_targets(&s.target),
+            Stmt::SetBlock(s) => {
+                // A captured block is as tainted as anything it emits.
+                let before = self.found.len();
+                self.stmts(&s.body);
+                if self.found.len() > before {
+                    self.mark_targets(&s.target);
+                }
+            }
+            Stmt::AutoEscape(a) => self.stmts(&a.body),
+            Stmt::FilterBlock(f) => self.stmts(&f.body),
+            Stmt::Block(b) => self.stmts(&b.body),
+            Stmt::Macro(m) => self.stmts(&m.body),
+            Stmt::CallBlock(c) => self.stmts(&c.macro_decl.body),
+            _ => {}
+        }
+    }
+
+    fn mark_targets(&mut self, target: &Expr<'_>) {
+        match target {
+            Expr::Var(v) => {
+                self.tainted.insert(v.id.to_string());
+            }
+            Expr::List(l) => l.items.iter().for_each(|i| self.mark_targets(i)),
+            Expr::Tuple(t) => t.items.iter().for_each(|i| self.mark_targets(i)),
+            _ => {}
+        }
+    }
+
+    /// The tainted input an expression's value carries, if any.
+    fn taint(&self, expr: &Expr<'_>) -> Option<String> {
+        match expr {
+            Expr::Var(v) => self.tainted.contains(v.id).then(|| v.id.to_string()),
+            Expr::Const(_) | Expr::Test(_) | Expr::Compare(_) | Expr::UnaryOp(_) => None,
+            Expr::Filter(f) => {
+                if self.ctx.escapers().contains(&f.name) || NUMERIC_FILTERS.contains(&f.name) {
+                    None
+                } else {
+                    f.expr.as_ref().and_then(|e| self.taint(e)).or_else(|| self.args_taint(&f.args))
+                }
+            }
+            Expr::BinOp(b) => self.taint(&b.left).or_else(|| self.taint(&b.right)),
+            Expr::IfExpr(i) => self.taint(&i.true_expr).or_else(|| i.false_expr.as_ref().and_then(|e| self.taint(e))),
+            Expr::GetAttr(g) => self.taint(&g.expr),
+            Expr::GetItem(g) => self.taint(&g.expr),
+            Expr::Slice(s) => self.taint(&s.expr),
+            Expr::Call(c) => self.args_taint(&c.args),
+            Expr::List(l) => l.items.iter().find_map(|i| self.taint(i)),
+            Expr::Tuple(t) => t.items.iter().find_map(|i| self.taint(i)),
+            Expr::Map(m) => m.values.iter().chain(m.keys.iter()).find_map(|i| self.taint(i)),
+        }
+    }
+
+    fn args_taint(&self, args: &[CallArg<'_>]) -> Option<String> {
+        args.iter().find_map(|a| match a {
+            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => self.taint(e),
+        })
+    }
+}
+
+static SINGLE_EXPR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*\{\{-?(.*?)-?\}\}\s*$").expect("regex"));
+
+/// If a string is exactly one `{{ expr }}`, the expression.
+pub fn single_expression(s: &str) -> Option<&str> {
+    let caps = SINGLE_EXPR.captures(s)?;
+    let inner = caps.get(1)?.as_str();
+    (!inner.contains("{{") && !inner.contains("}}") && !s.contains("{%")).then_some(inner)
+}
+
+/// Render a template string to text.
+pub fn render_str(source: &str, ctx: &Value) -> Result<String, Error> {
+    env().render_str(source, ctx)
+}
+
+/// Evaluate one expression.
+pub fn eval_expr(source: &str, ctx: &Value) -> Result<Value, Error> {
+    env().compile_expression(source)?.eval(ctx)
+}
+
+/// Render a JSON tree whose string leaves are templates. A leaf that is one `{{ expr }}`
+/// keeps the expression's native JSON type (numbers stay numbers, lists stay lists).
+pub fn render_json(tree: &serde_json::Value, ctx: &Value) -> Result<serde_json::Value, Error> {
+    use serde_json::Value as J;
+    Ok(match tree {
+        J::String(s) => match single_expression(s) {
+            Some(expr) => to_json(&eval_expr(expr, ctx)?)?,
+            None if s.contains("{{") || s.contains("{%") => J::String(render_str(s, ctx)?),
+            None => J::String(s.clone()),
+        },
+        J::Array(items) => J::Array(items.iter().map(|i| render_json(i, ctx)).collect::<Result<_, _>>()?),
+        J::Object(map) => {
+            J::Object(map.iter().map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?))).collect::<Result<_, Error>>()?)
+        }
+        other => other.clone(),
+    })
+}
+
+/// Convert a template value to JSON (undefined becomes null).
+pub fn to_json(v: &Value) -> Result<serde_json::Value, Error> {
+    if v.is_undefined() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::to_value(v).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("value is not JSON: {e}")))
+}
+
+/// Variables a template or expression reads that it does not define itself.
+pub fn undeclared(source: &str, expression: bool) -> Result<HashSet<String>, Error> {
+    if expression {
+        Ok(env().compile_expression(source)?.undeclared_variables(false))
+    } else {
+        Ok(env().template_from_str(source)?.undeclared_variables(false))
+    }
+}
+
+/// Names callable without being declared (global functions).
+pub fn globals() -> HashSet<String> {
+    env().globals().map(|(k, _)| k.to_string()).collect()
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.into())
+}
+
+/// A PromQL string literal: `"..."` with quotes, backslashes and newlines escaped.
+fn promql_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A PromQL string literal matching `v` literally under `=~` (regex metacharacters escaped).
+fn promql_regex(v: &str) -> String {
+    promql_string(&regex::escape(v))
+}
+
+static PROM_DURATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([0-9]+(ms|s|m|h|d|w|y))+$").expect("regex"));
+
+/// A PromQL duration (`5m`, `1h30m`), refused otherwise.
+fn promql_duration(v: &str) -> Result<String, Error> {
+    if PROM_DURATION.is_match(v) {
+        Ok(v.to_string())
+    } else {
+        Err(invalid(format!("`{v}` is not a PromQL duration (examples: 30s, 5m, 1h, 7d)")))
+    }
+}
+
+/// One URL path segment: everything but unreserved characters is percent-encoded; `.` and
+/// `..` and the empty string are refused.
+fn path_segment(v: &Value) -> Result<String, Error> {
+    let s = v.to_string();
+    if s.is_empty() || s == "." || s == ".." {
+        return Err(invalid(format!("`{s}` is not a valid path segment")));
+    }
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    Ok(percent_encoding::utf8_percent_encode(&s, SET).to_string())
+}
+
+static SELECTOR_VALUE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]([A-Za-z0-9._:-]{0,251}[A-Za-z0-9])?$").expect("regex"));
+
+/// A label or field selector value: letters, digits and `._:-`, refused otherwise.
+fn selector_value(v: &Value) -> Result<String, Error> {
+    let s = v.to_string();
+    if SELECTOR_VALUE.is_match(&s) {
+        Ok(s)
+    } else {
+        Err(invalid(format!(
+            "`{s}` is not a valid selector value (letters, digits, '.', '_', ':' and '-', starting and ending alphanumeric)"
+        )))
+    }
+}
+
+/// `items | count_by('status.phase')`: a map of value -> count (keys sorted).
+fn count_by(items: Value, path: &str) -> Result<Value, Error> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for item in items.try_iter()? {
+        let key = lookup(&item, path);
+        let key = if key.is_undefined() || key.is_none() { "<none>".to_string() } else { key.to_string() };
+        *counts.entry(key).or_default() += 1;
+    }
+    Ok(crate::engine::template::to_value(&counts))
+}
+
+/// `items | sum_by('namespace', 'cpu')`: a map of key -> sum of the numeric attribute.
+fn sum_by(items: Value, key_path: &str, value_path: &str) -> Result<Value, Error> {
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    for item in items.try_iter()? {
+        let key = lookup(&item, key_path).to_string();
+        let v = lookup(&item, value_path);
+        let n = f64::try_from(v).unwrap_or(0.0);
+        *sums.entry(key).or_default() += n;
+    }
+    Ok(crate::engine::template::to_value(&sums))
+}
+
+/// `items | top(5, 'restarts')`: the n items with the largest attribute, largest first;
+/// ties keep input order. `top(5, 'x', reverse=true)` takes the smallest.
+fn top(items: Value, n: usize, path: &str, kwargs: Kwargs) -> Result<Value, Error> {
+    let reverse: bool = kwargs.get::<Option<bool>>("reverse")?.unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let mut rows: Vec<(f64, Value)> =
+        items.try_iter()?.map(|item| (f64::try_from(lookup(&item, path)).unwrap_or(f64::NEG_INFINITY), item)).collect();
+    rows.sort_by(|a, b| {
+        let ord = b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal);
+        if reverse { ord.reverse() } else { ord }
+    });
+    Ok(Value::from(rows.into_iter().take(n).map(|(_, v)| v).collect::<Vec<_>>()))
+}
+
+/// `item | pick('name', 'status.phase')` or on a list: keep only these (dotted) paths,
+/// named by their last segment.
+fn pick(v: Value, paths: Rest<String>) -> Result<Value, Error> {
+    let one = |item: &Value| {
+        let mut out = BTreeMap::new();
+        for p in paths.iter() {
+            let key = p.rsplit('.').next().unwrap_or(p).to_string();
+            let val = lookup(item, p);
+            out.insert(key, if val.is_undefined() { Value::from(()) } else { val });
+        }
+        Value::from(out)
+    };
+    if matches!(v.kind(), minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable) {
+        Ok(Value::from(v.try_iter()?.map(|i| one(&i)).collect::<Vec<_>>()))
+    } else {
+        Ok(one(&v))
+    }
+}
+
+/// `part | percent(total)`: 100 * part / total rounded to one decimal (0 when total is 0).
+fn percent(part: f64, total: f64) -> f64 {
+    if total == 0.0 { 0.0 } else { (1000.0 * part / total).round() / 10.0 }
+}
+
+/// `items | truncate_list(20)`: the first n items.
+fn truncate_list(items: Value, n: usize) -> Result<Value, Error> {
+    Ok(Value::from(items.try_iter()?.take(n).collect::<Vec<_>>()))
+}
+
+/// Look up a dotted path (`status.phase`, `containers.0.name`) in a value.
+pub fn lookup(v: &Value, path: &str) -> Value {
+    let mut cur = v.clone();
+    for seg in path.split('.') {
+        let next = match seg.parse::<usize>() {
+            Ok(i) if cur.kind() == minijinja::value::ValueKind::Seq => cur.get_item(&Value::from(i)),
+            _ => cur.get_attr(seg),
+        };
+        cur = match next {
+            Ok(n) if !n.is_undefined() => n,
+            _ => return Value::UNDEFINED,
+        };
+    }
+    cur
+}
+
+/// Any serializable value as a template value.
+pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    Value::from(minijinja::value::Serde(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tainted(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn raw_free_text_in_promql_is_a_violation() {
+        let v = escape_violations("up{namespace=\"{{ ns }}\"}", TextContext::Promql, &tainted(&["ns"])).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].variable, "ns");
+    }
+
+    #[test]
+    fn escaped_free_text_in_promql_is_fine() {
+        let src = "up{namespace={{ ns | promql_string }}}{% for p in pods %}{{ p | promql_regex }}{% endfor %}";
+        let v = escape_violations(src, TextContext::Promql, &tainted(&["ns", "pods"])).unwrap();
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn loop_variables_inherit_taint() {
+        let v = escape_violations("{% for p in pods %}{{ p }}{% endfor %}", TextContext::Promql, &tainted(&["pods"]))
+            .unwrap();
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn non_escaping_filters_keep_taint() {
+        let v = escape_violations("{{ ns | lower }}", TextContext::Selector, &tainted(&["ns"])).unwrap();
+        assert_eq!(v.len(), 1);
+        let v = escape_violations("{{ ns | length }}", TextContext::Selector, &tainted(&["ns"])).unwrap();
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn promql_string_escapes_quotes_and_backslashes() {
+        let out = render_str(
+            "{{ v | promql_string }}",
+            &crate::engine::template::to_value(&serde_json::json!({"v": "a\"} or vector(1) #\\"})),
+        )
+        .unwrap();
+        assert_eq!(out, r#""a\"} or vector(1) #\\""#);
+    }
+
+    #[test]
+    fn single_expression_leaves_keep_their_type() {
+        let ctx = crate::engine::template::to_value(&serde_json::json!({"n": 5, "xs": [1, 2]}));
+        let out = render_json(&serde_json::json!({"a": "{{ n }}", "b": "n={{ n }}", "c": "{{ xs }}"}), &ctx).unwrap();
+        assert_eq!(out, serde_json::json!({"a": 5, "b": "n=5", "c": [1, 2]}));
+    }
+
+    #[test]
+    fn undefined_variables_fail_at_run_time() {
+        assert!(render_str("{{ nope }}", &crate::engine::template::to_value(&serde_json::json!({}))).is_err());
+    }
+
+    #[test]
+    fn path_segment_encodes_slashes_and_refuses_dot_dot() {
+        assert_eq!(path_segment(&Value::from("a/b c")).unwrap(), "a%2Fb%20c");
+        assert!(path_segment(&Value::from("..")).is_err());
+    }
+
+    #[test]
+    fn shaping_filters_count_sum_and_rank() {
+        let ctx = crate::engine::template::to_value(&serde_json::json!({"xs": [
+            {"ns": "a", "r": 3}, {"ns": "b", "r": 7}, {"ns": "a", "r": 1}
+        ]}));
+        let json = |e: &str| to_json(&eval_expr(e, &ctx).unwrap()).unwrap();
+        assert_eq!(json("xs | count_by('ns')"), serde_json::json!({"a": 2, "b": 1}));
+        assert_eq!(json("xs | sum_by('ns', 'r')"), serde_json::json!({"a": 4.0, "b": 7.0}));
+        assert_eq!(eval_expr("(xs | top(1, 'r'))[0].ns", &ctx).unwrap().to_string(), "b");
+        assert_eq!(eval_expr("xs | pick('r') | map(attribute='r') | list", &ctx).unwrap().to_string(), "[3, 7, 1]");
+    }
+}

@@ -1,0 +1,53 @@
+//! MCP serving: stdio and Streamable HTTP over the active registry.
+
+use std::process::ExitCode;
+
+use crate::settings::Settings;
+
+/// Options of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Transport: stdio (for Claude Desktop and other local clients) or http.
+    #[arg(long, value_enum, default_value = "stdio")]
+    pub transport: Transport,
+    /// Address for the HTTP transport (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Stateless HTTP (no sessions), for load-balanced replicas.
+    #[arg(long)]
+    pub stateless: bool,
+    /// Do not watch the spec directories for changes.
+    #[arg(long)]
+    pub no_reload: bool,
+}
+
+/// MCP transports.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Transport {
+    Stdio,
+    Http,
+}
+
+impl ServeArgs {
+    /// Settings overrides from these flags.
+    pub fn flags(&self, flags: &mut serde_json::Map<String, serde_json::Value>) {
+        let mut http = serde_json::Map::new();
+        if let Some(b) = &self.bind {
+            http.insert("bind".into(), b.clone().into());
+        }
+        if self.stateless {
+            http.insert("stateless".into(), true.into());
+        }
+        if !http.is_empty() {
+            flags.insert("http".into(), http.into());
+        }
+        if self.no_reload {
+            flags.insert("reload".into(), false.into());
+        }
+    }
+}
+
+/// Serve MCP until the transport closes or the process is signalled.
+pub async fn serve(_args: &ServeArgs, _settings: Settings) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`serve` is not available in this build yet")
+}

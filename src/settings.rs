@@ -1,0 +1,116 @@
+//! Server settings, layered with figment: defaults < config file < environment
+//! (`CHM_`, nested keys with `__`, e.g. `CHM_HTTP__BIND`) < command-line flags.
+//! Settings configure the server; the specs (tools, modes, backends) are YAML documents.
+
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix.
+pub const ENV_PREFIX: &str = "CHM_";
+
+/// All server settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Deployment mode to activate (a `kind: Mode` document).
+    pub mode: String,
+    /// Spec files or directories. Empty: `tools.d` and `modes` in the working directory if
+    /// present, else the catalogue embedded in the binary.
+    pub specs: Vec<PathBuf>,
+    /// Log filter for stderr (tracing EnvFilter syntax).
+    pub log: String,
+    /// Watch the spec directories and reload on change.
+    pub reload: bool,
+    /// Streamable HTTP settings.
+    pub http: HttpSettings,
+}
+
+/// Streamable HTTP transport settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Stateless mode (no sessions) for load-balanced replicas.
+    pub stateless: bool,
+    /// Accepted Host header values (besides localhost forms when bound to loopback).
+    pub allowed_hosts: Vec<String>,
+    /// Accepted Origin header values; requests with another Origin get 403.
+    pub allowed_origins: Vec<String>,
+    /// File holding a static bearer token required on /mcp.
+    pub token_file: Option<PathBuf>,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: "standalone".into(),
+            specs: Vec::new(),
+            log: "info".into(),
+            reload: true,
+            http: HttpSettings {
+                bind: "127.0.0.1:8080".into(),
+                stateless: false,
+                allowed_hosts: Vec::new(),
+                allowed_origins: Vec::new(),
+                token_file: None,
+                body_limit: 4 * 1024 * 1024,
+            },
+        }
+    }
+}
+
+/// Error reading settings.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct Error(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// Layer defaults, an optional YAML config file, the environment, then `flags` (a
+    /// partial settings tree built from command-line options).
+    pub fn load(config_file: Option<&std::path::Path>, flags: serde_json::Value) -> Result<Settings, Error> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            fig = fig.merge(Yaml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["CONFIG"]));
+        fig = fig.merge(Serialized::globals(flags));
+        fig.extract().map_err(|e| Error(Box::new(e)))
+    }
+
+    /// The spec paths to load, or None for the embedded catalogue.
+    pub fn spec_paths(&self) -> Option<Vec<PathBuf>> {
+        if !self.specs.is_empty() {
+            return Some(self.specs.clone());
+        }
+        let defaults: Vec<PathBuf> = ["tools.d", "modes"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect();
+        (!defaults.is_empty()).then_some(defaults)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn flags_override_environment_which_overrides_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "mode: monitoring\nlog: debug\nhttp:\n  bind: 0.0.0.0:9000\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHM_LOG", "warn");
+            let s = Settings::load(Some(&file), serde_json::json!({"mode": "full"})).unwrap();
+            assert_eq!(s.mode, "full");
+            assert_eq!(s.log, "warn");
+            assert_eq!(s.http.bind, "0.0.0.0:9000");
+            assert!(s.reload);
+            Ok(())
+        });
+    }
+}

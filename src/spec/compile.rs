@@ -1,0 +1,865 @@
+//! Compile raw documents into the registry, collecting every problem (layers 3 and 4):
+//! duplicate names, unknown backends and tools, step shape, templates and JSONPaths that
+//! do not compile, undeclared template variables, and free-text arguments spliced into
+//! query text without escaping.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+use super::diagnostic::{Diagnostic, Source, SourceRef};
+use super::load::{Loaded, Located};
+use super::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, ResourceDoc, StepSpec, ToolDoc};
+use super::yaml::pointer_segment;
+use crate::engine::extract;
+use crate::engine::quantity::parse_duration;
+use crate::engine::registry::{BackendBinding, Call, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool};
+use crate::engine::template::{self, TextContext};
+
+/// Load and compile spec paths: the registry, or every problem found.
+pub fn load_registry(paths: &[PathBuf]) -> Result<Registry, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let loaded = super::load::load(paths, &mut diags);
+    let registry = compile(loaded, &mut diags);
+    if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }
+}
+
+/// Diagnostics in reading order: by file, then line and column.
+pub fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by(|a, b| (&a.file, a.pos.line, a.pos.col).cmp(&(&b.file, b.pos.line, b.pos.col)));
+    diags
+}
+
+/// Compile loaded documents. Problems are appended to `diags`; the registry holds what
+/// compiled.
+pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
+    let mut reg = Registry { files: loaded.files.clone(), ..Default::default() };
+    check_duplicates(&loaded, diags);
+
+    for b in &loaded.backends {
+        reg.backends.entry(b.doc.metadata.name.clone()).or_insert_with(|| BackendBinding {
+            name: b.doc.metadata.name.clone(),
+            raw: b.src.yaml.value["spec"].clone(),
+            spec: b.doc.spec.clone(),
+        });
+    }
+    for t in &loaded.tools {
+        if reg.tools.contains_key(&t.doc.metadata.name) {
+            continue;
+        }
+        if let Some(tool) = compile_tool(t, &reg.backends, diags) {
+            reg.tools.insert(tool.name.clone(), Arc::new(tool));
+        }
+    }
+    for r in &loaded.resources {
+        if reg.resources.contains_key(&r.doc.metadata.name) {
+            continue;
+        }
+        if let Some(res) = compile_resource(r, &reg.backends, diags) {
+            reg.resources.insert(res.name.clone(), Arc::new(res));
+        }
+    }
+    for p in &loaded.prompts {
+        if reg.prompts.contains_key(&p.doc.metadata.name) {
+            continue;
+        }
+        if let Some(prompt) = compile_prompt(p, diags) {
+            reg.prompts.insert(prompt.name.clone(), Arc::new(prompt));
+        }
+    }
+    let names = DocNames {
+        tools: loaded.tools.iter().map(|t| t.doc.metadata.name.clone()).collect(),
+        resources: loaded.resources.iter().map(|t| t.doc.metadata.name.clone()).collect(),
+        prompts: loaded.prompts.iter().map(|t| t.doc.metadata.name.clone()).collect(),
+    };
+    for m in &loaded.modes {
+        if reg.modes.contains_key(&m.doc.metadata.name) {
+            continue;
+        }
+        if let Some(mode) = compile_mode(m, &reg.backends, &names, diags) {
+            reg.modes.insert(mode.name.clone(), mode);
+        }
+    }
+    reg
+}
+
+struct DocNames {
+    tools: HashSet<String>,
+    resources: HashSet<String>,
+    prompts: HashSet<String>,
+}
+
+fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
+    fn dup<T>(kind: &str, docs: &[Located<T>], name: impl Fn(&T) -> &str, diags: &mut Vec<Diagnostic>) {
+        let mut seen: HashMap<&str, &SourceRef> = HashMap::new();
+        for d in docs {
+            let n = name(&d.doc);
+            if let Some(first) = seen.get(n) {
+                let at = first.yaml.locate("/metadata/name");
+                diags.push(d.src.diag(
+                    "/metadata/name",
+                    format!(
+                        "duplicate {kind} name `{n}`: also defined in {}:{}:{}",
+                        first.file.display(),
+                        at.line,
+                        at.col
+                    ),
+                    Some(format!("{kind} names must be unique across all spec files; rename or remove one")),
+                ));
+            } else {
+                seen.insert(n, &d.src);
+            }
+        }
+    }
+    dup("Tool", &loaded.tools, |d: &ToolDoc| &d.metadata.name, diags);
+    dup("Resource", &loaded.resources, |d: &ResourceDoc| &d.metadata.name, diags);
+    dup("Prompt", &loaded.prompts, |d: &PromptDoc| &d.metadata.name, diags);
+    dup("Backend", &loaded.backends, |d| &d.metadata.name, diags);
+    dup("Mode", &loaded.modes, |d| &d.metadata.name, diags);
+}
+
+/// Patterns implied by known string formats.
+pub fn format_pattern(format: &str) -> Option<&'static str> {
+    Some(match format {
+        "k8s-name" => r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        "k8s-namespace" => r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$",
+        "label-selector" => r"^[A-Za-z0-9._/ ,!=()-]*$",
+        "field-selector" => r"^[A-Za-z0-9._/ ,!=:-]*$",
+        "duration" | "promql-duration" => r"^([0-9]+(ms|s|m|h|d|w|y))+$",
+        _ => return None,
+    })
+}
+
+/// The JSON Schema of one input.
+pub fn input_schema(i: &InputSpec) -> Value {
+    let mut s = serde_json::Map::new();
+    let ty = serde_json::to_value(i.ty).expect("type serializes");
+    s.insert("type".into(), ty);
+    if let Some(d) = &i.description {
+        s.insert("description".into(), json!(d));
+    }
+    if let Some(d) = &i.default {
+        s.insert("default".into(), d.clone());
+    }
+    if let Some(e) = &i.enum_values {
+        s.insert("enum".into(), json!(e));
+    }
+    for (k, v) in [("minimum", i.minimum), ("maximum", i.maximum)] {
+        if let Some(v) = v {
+            s.insert(k.into(), number(v));
+        }
+    }
+    for (k, v) in [("minLength", i.min_length), ("maxLength", i.max_length), ("maxItems", i.max_items)] {
+        if let Some(v) = v {
+            s.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(f) = &i.format {
+        s.insert("format".into(), json!(f));
+    }
+    match (&i.pattern, i.format.as_deref().and_then(format_pattern)) {
+        (Some(p), _) => {
+            s.insert("pattern".into(), json!(p));
+        }
+        (None, Some(p)) => {
+            s.insert("pattern".into(), json!(p));
+        }
+        _ => {}
+    }
+    if let Some(items) = &i.items {
+        s.insert("items".into(), input_schema(items));
+    }
+    if let Some(props) = &i.properties {
+        s.insert("properties".into(), Value::Object(props.iter().map(|(k, v)| (k.clone(), input_schema(v))).collect()));
+    }
+    Value::Object(s)
+}
+
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9e15 { json!(v as i64) } else { json!(v) }
+}
+
+/// A string input that nothing constrains: it must be escaped wherever it meets query text.
+fn is_free_text(i: &InputSpec) -> bool {
+    match i.ty {
+        InputType::String => {
+            i.enum_values.is_none() && i.pattern.is_none() && i.format.as_deref().and_then(format_pattern).is_none()
+        }
+        InputType::Array => i.items.as_deref().is_none_or(is_free_text),
+        InputType::Object => true,
+        _ => false,
+    }
+}
+
+/// Build the MCP inputSchema for a set of inputs.
+fn inputs_schema(inputs: &IndexMap<String, InputSpec>) -> serde_json::Map<String, Value> {
+    let props: serde_json::Map<String, Value> = inputs.iter().map(|(k, v)| (k.clone(), input_schema(v))).collect();
+    let required: Vec<&String> = inputs.iter().filter(|(_, v)| v.required).map(|(k, _)| k).collect();
+    let mut s = serde_json::Map::new();
+    s.insert("type".into(), json!("object"));
+    s.insert("properties".into(), Value::Object(props));
+    if !required.is_empty() {
+        s.insert("required".into(), json!(required));
+    }
+    s.insert("additionalProperties".into(), json!(false));
+    s
+}
+
+/// A procedure with nothing in it (for tests and fixed resources).
+pub fn empty_procedure() -> Procedure {
+    let input_schema = inputs_schema(&IndexMap::new());
+    Procedure {
+        file: PathBuf::new(),
+        inputs: IndexMap::new(),
+        input_validator: jsonschema::validator_for(&Value::Object(input_schema.clone())).expect("schema"),
+        input_schema,
+        steps: Vec::new(),
+        output: OutputSpec::default(),
+        output_schema: serde_json::Map::new(),
+        requires: Vec::new(),
+    }
+}
+
+/// A templated string inside a step, with its pointer and text context.
+struct Templated {
+    pointer: String,
+    source: String,
+    context: Option<TextContext>,
+}
+
+/// Every string leaf of a step's call, with the text context its key implies.
+fn call_templates(base: &str, call_key: &str, call: &Value) -> Vec<Templated> {
+    fn walk(pointer: String, call_key: &str, key: &str, v: &Value, out: &mut Vec<Templated>) {
+        match v {
+            Value::String(s) => {
+                let context = match (call_key, key) {
+                    ("http", "path") => Some(TextContext::UrlPath),
+                    ("kubernetes", "labelSelector" | "fieldSelector") => Some(TextContext::Selector),
+                    ("prometheus", "query" | "label") => Some(TextContext::Promql),
+                    _ => None,
+                };
+                out.push(Templated { pointer, source: s.clone(), context });
+            }
+            Value::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    walk(format!("{pointer}/{i}"), call_key, key, item, out);
+                }
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    // Bindings and enum-valued fields are not templates.
+                    if matches!(k.as_str(), "backend" | "method" | "verb" | "endpoint")
+                        && pointer.matches('/').count() == 4
+                    {
+                        continue;
+                    }
+                    walk(format!("{pointer}/{}", pointer_segment(k)), call_key, k, item, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(format!("{base}/{call_key}"), call_key, "", call, &mut out);
+    out
+}
+
+struct ProcedureInput<'a> {
+    src: &'a Source,
+    inputs: &'a IndexMap<String, InputSpec>,
+    steps: &'a IndexMap<String, StepSpec>,
+    output: &'a OutputSpec,
+    requires: &'a [String],
+    destructive: bool,
+}
+
+fn compile_procedure(
+    p: ProcedureInput<'_>,
+    backends: &IndexMap<String, BackendBinding>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Procedure> {
+    let before = diags.len();
+    let src = p.src;
+    let globals = template::globals();
+    let step_names: HashSet<String> = p.steps.keys().cloned().collect();
+    let input_names: HashSet<String> = p.inputs.keys().cloned().collect();
+    let tainted: HashSet<String> = p.inputs.iter().filter(|(_, i)| is_free_text(i)).map(|(k, _)| k.clone()).collect();
+
+    for (name, input) in p.inputs {
+        let ptr = format!("/spec/input/{}", pointer_segment(name));
+        if step_names.contains(name) {
+            diags.push(src.diag(
+                &ptr,
+                format!("input `{name}` has the same name as a step"),
+                Some("rename one of them".into()),
+            ));
+        }
+        if let Some(pat) = &input.pattern
+            && let Err(e) = regex::Regex::new(pat)
+        {
+            diags.push(src.diag_in_value(&format!("{ptr}/pattern"), format!("invalid pattern: {e}"), None));
+        }
+        if let Some(default) = &input.default {
+            let schema = input_schema(input);
+            if let Ok(v) = jsonschema::validator_for(&schema)
+                && let Err(e) = v.validate(default)
+            {
+                diags.push(src.diag_in_value(
+                    &format!("{ptr}/default"),
+                    format!("default does not satisfy the input's own schema: {e}"),
+                    None,
+                ));
+            }
+        }
+    }
+
+    let mut steps = Vec::new();
+    let mut requires: Vec<String> = Vec::new();
+    for (i, req) in p.requires.iter().enumerate() {
+        if !backends.contains_key(req) {
+            diags.push(src.diag_in_value(
+                &format!("/spec/requires/{i}"),
+                format!("unknown backend `{req}`"),
+                Some(unknown_backend_hint(req, backends, None)),
+            ));
+        }
+        requires.push(req.clone());
+    }
+    for (name, step) in p.steps {
+        let base = format!("/spec/steps/{}", pointer_segment(name));
+        let calls: Vec<(&str, Value)> = [
+            step.http.as_ref().map(|c| ("http", serde_json::to_value(c).expect("serializes"))),
+            step.kubernetes.as_ref().map(|c| ("kubernetes", serde_json::to_value(c).expect("serializes"))),
+            step.prometheus.as_ref().map(|c| ("prometheus", serde_json::to_value(c).expect("serializes"))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if calls.len() != 1 {
+            diags.push(src.diag(
+                &base,
+                format!("step `{name}` must have exactly one of http, kubernetes, prometheus (found {})", calls.len()),
+                None,
+            ));
+            continue;
+        }
+        let (call_key, call_json) = &calls[0];
+        let (backend, call) = match (&step.http, &step.kubernetes, &step.prometheus) {
+            (Some(h), _, _) => (h.backend.clone(), Call::Http(Box::new(h.clone()))),
+            (_, Some(k), _) => {
+                if k.verb.is_write() && !p.destructive {
+                    diags.push(src.diag_in_value(
+                        &format!("{base}/kubernetes/verb"),
+                        format!(
+                            "verb `{}` changes the cluster but the tool is not annotated destructive",
+                            call_json["verb"].as_str().unwrap_or("")
+                        ),
+                        Some("add `annotations: {destructive: true}` to the tool, or use a read verb".into()),
+                    ));
+                }
+                (k.backend.clone(), Call::Kubernetes(Box::new(k.clone())))
+            }
+            (_, _, Some(pq)) => (pq.backend.clone(), Call::Prometheus(Box::new(pq.clone()))),
+            _ => unreachable!("exactly one call"),
+        };
+        match backends.get(&backend) {
+            None => diags.push(src.diag_in_value(
+                &format!("{base}/{call_key}/backend"),
+                format!("unknown backend `{backend}`"),
+                Some(unknown_backend_hint(&backend, backends, Some(call_key))),
+            )),
+            Some(b) if b.spec.type_name() != *call_key => diags.push(src.diag_in_value(
+                &format!("{base}/{call_key}/backend"),
+                format!("backend `{backend}` is of type {}, but this is a {call_key} step", b.spec.type_name()),
+                Some(known_backends(backends, Some(call_key))),
+            )),
+            _ => {}
+        }
+        let timeout = step.timeout.as_ref().and_then(|t| match parse_duration(t) {
+            Some(s) if s > 0.0 => Some(Duration::from_secs_f64(s)),
+            _ => {
+                diags.push(src.diag_in_value(
+                    &format!("{base}/timeout"),
+                    format!("invalid timeout `{t}`"),
+                    Some("use e.g. 500ms, 5s, 1m".into()),
+                ));
+                None
+            }
+        });
+        if let Some(sel) = &step.select
+            && let Err(e) = extract::check(sel)
+        {
+            diags.push(src.diag_in_value(
+                &format!("{base}/select"),
+                format!("invalid JSONPath `{sel}`: {e}"),
+                Some("JSONPath follows RFC 9535, e.g. $.items[*].metadata.name".into()),
+            ));
+        }
+        let mut declared: HashSet<String> = input_names.iter().cloned().collect();
+        declared.extend(step_names.iter().filter(|s| *s != name).cloned());
+        declared.insert("backends".into());
+        declared.extend(globals.iter().cloned());
+
+        let mut deps: HashSet<String> = HashSet::new();
+        let mut templates = call_templates(&base, call_key, call_json);
+        let when = step.when.as_ref().map(|w| {
+            if backends.contains_key(w.as_str()) {
+                format!("backends[{}]", serde_json::to_string(w).expect("string"))
+            } else {
+                w.clone()
+            }
+        });
+        if let Some(w) = &when {
+            check_template(src, &format!("{base}/when"), w, true, &declared, &step_names, &mut deps, diags);
+        }
+        for t in templates.drain(..) {
+            check_template(src, &t.pointer, &t.source, false, &declared, &step_names, &mut deps, diags);
+            // A template that does not parse was reported by check_template.
+            let Some(ctx) = t.context else { continue };
+            let Ok(found) = template::escape_violations(&t.source, ctx, &tainted) else { continue };
+            for v in found {
+                diags.push(src.diag_in_value(
+                    &t.pointer,
+                    format!(
+                        "free-text input `{}` is spliced into {} unescaped (template line {}, column {})",
+                        v.variable,
+                        context_name(ctx),
+                        v.line,
+                        v.col
+                    ),
+                    Some(format!(
+                        "pipe it through {}, or constrain the input with enum, pattern or a known format",
+                        ctx.hint()
+                    )),
+                ));
+            }
+        }
+        if !step.optional && step.when.is_none() && !requires.contains(&backend) {
+            requires.push(backend.clone());
+        }
+        let mut deps: Vec<String> = deps.into_iter().collect();
+        deps.sort();
+        steps.push(Step {
+            name: name.clone(),
+            optional: step.optional,
+            when,
+            timeout,
+            select: step.select.clone(),
+            select_one: step.select_one,
+            deps,
+            backend,
+            call,
+        });
+    }
+    check_cycles(src, &steps, diags);
+
+    // Output: fields may read inputs, steps, earlier fields, sections and backends.
+    let mut declared: HashSet<String> = input_names.clone();
+    declared.extend(step_names.iter().cloned());
+    declared.extend(["sections".to_string(), "backends".to_string()]);
+    declared.extend(globals.iter().cloned());
+    let mut sink = HashSet::new();
+    let mut props = serde_json::Map::new();
+    for (field, spec) in &p.output.structured {
+        let ptr = format!("/spec/output/structured/{}", pointer_segment(field));
+        check_template(src, &ptr, spec.expr(), true, &declared, &HashSet::new(), &mut sink, diags);
+        declared.insert(field.clone());
+        let mut schema = match spec {
+            super::model::FieldSpec::Typed(t) => t.schema.clone().unwrap_or_else(|| json!({})),
+            super::model::FieldSpec::Expr(_) => json!({}),
+        };
+        if let (super::model::FieldSpec::Typed(t), Some(obj)) = (spec, schema.as_object_mut())
+            && let Some(d) = &t.description
+        {
+            obj.insert("description".into(), json!(d));
+        }
+        props.insert(field.clone(), schema);
+    }
+    if let Some(text) = &p.output.text {
+        check_template(src, "/spec/output/text", text, false, &declared, &HashSet::new(), &mut sink, diags);
+    }
+    if steps.iter().any(|s| s.optional || s.when.is_some()) {
+        props.insert(
+            "sections".into(),
+            json!({"type": "object", "description": "Status of optional or conditional steps: ok, skipped or unavailable (with a reason).",
+                   "additionalProperties": {"type": "object", "properties": {"status": {"type": "string"}, "reason": {"type": "string"}}}}),
+        );
+    }
+    let mut output_schema = serde_json::Map::new();
+    output_schema.insert("type".into(), json!("object"));
+    output_schema.insert("properties".into(), Value::Object(props));
+
+    if diags.len() > before {
+        return None;
+    }
+    let input_schema = inputs_schema(p.inputs);
+    let input_validator = match jsonschema::validator_for(&Value::Object(input_schema.clone())) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(src.diag("/spec/input", format!("inputs do not form a valid JSON Schema: {e}"), None));
+            return None;
+        }
+    };
+    Some(Procedure {
+        file: src.file.clone(),
+        inputs: p.inputs.clone(),
+        input_schema,
+        input_validator,
+        steps,
+        output: p.output.clone(),
+        output_schema,
+        requires,
+    })
+}
+
+fn context_name(ctx: TextContext) -> &'static str {
+    match ctx {
+        TextContext::Promql => "PromQL",
+        TextContext::UrlPath => "a URL path",
+        TextContext::Selector => "a Kubernetes selector",
+    }
+}
+
+fn unknown_backend_hint(name: &str, backends: &IndexMap<String, BackendBinding>, ty: Option<&str>) -> String {
+    let names: Vec<&str> = backends.keys().map(String::as_str).collect();
+    match super::load::did_you_mean(name, &names) {
+        Some(s) => format!("did you mean `{s}`? {}", known_backends(backends, ty)),
+        None => known_backends(backends, ty),
+    }
+}
+
+fn known_backends(backends: &IndexMap<String, BackendBinding>, ty: Option<&str>) -> String {
+    let names: Vec<&str> =
+        backends.values().filter(|b| ty.is_none_or(|t| b.spec.type_name() == t)).map(|b| b.name.as_str()).collect();
+    if names.is_empty() {
+        format!(
+            "no {}backend is defined; add a `kind: Backend` document",
+            ty.map(|t| format!("{t} ")).unwrap_or_default()
+        )
+    } else {
+        format!("known {}backends: {}", ty.map(|t| format!("{t} ")).unwrap_or_default(), names.join(", "))
+    }
+}
+
+/// Compile-check a template or expression: syntax, declared variables, literal JSONPaths.
+/// Step names it mentions are added to `deps`.
+#[allow(clippy::too_many_arguments)]
+fn check_template(
+    src: &Source,
+    pointer: &str,
+    source: &str,
+    expression: bool,
+    declared: &HashSet<String>,
+    step_names: &HashSet<String>,
+    deps: &mut HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if !expression && !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+        return;
+    }
+    let vars = match template::undeclared(source, expression) {
+        Ok(v) => v,
+        Err(e) => {
+            let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
+            diags.push(src.diag_in_value(
+                pointer,
+                format!("template does not compile{line}: {}", e.detail().unwrap_or(&e.to_string())),
+                None,
+            ));
+            return;
+        }
+    };
+    let mut unknown: Vec<&String> = vars.iter().filter(|v| !declared.contains(*v)).collect();
+    unknown.sort();
+    for v in unknown {
+        let mut known: Vec<&String> = declared.iter().filter(|d| !template::globals().contains(*d)).collect();
+        known.sort();
+        diags.push(src.diag_in_value(
+            pointer,
+            format!("undeclared variable `{v}`"),
+            Some(format!(
+                "declare it under spec.input, or use one of: {}",
+                known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        ));
+    }
+    deps.extend(vars.into_iter().filter(|v| step_names.contains(v)));
+    for path in jsonpath_literals(source, expression) {
+        if let Err(e) = extract::check(&path) {
+            diags.push(src.diag_in_value(
+                pointer,
+                format!("invalid JSONPath `{path}`: {e}"),
+                Some("JSONPath follows RFC 9535, e.g. $.items[*].metadata.name".into()),
+            ));
+        }
+    }
+}
+
+/// String literals passed to `jsonpath(...)` / `jsonpath_one(...)` filters.
+fn jsonpath_literals(source: &str, expression: bool) -> Vec<String> {
+    // The filters take their path as the first argument; find `jsonpath('...')` textually,
+    // which covers the literal forms specs use.
+    let _ = expression;
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"jsonpath(?:_one)?\(\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")"#).expect("regex")
+    });
+    RE.captures_iter(source)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str().replace("\\'", "'").replace("\\\"", "\"")))
+        .collect()
+}
+
+fn check_cycles(src: &Source, steps: &[Step], diags: &mut Vec<Diagnostic>) {
+    let deps: HashMap<&str, &Vec<String>> = steps.iter().map(|s| (s.name.as_str(), &s.deps)).collect();
+    for s in steps {
+        let mut stack = vec![s.name.as_str()];
+        let mut seen = HashSet::new();
+        while let Some(n) = stack.pop() {
+            for d in deps.get(n).map(|v| v.as_slice()).unwrap_or_default() {
+                if d == &s.name {
+                    diags.push(src.diag(
+                        &format!("/spec/steps/{}", pointer_segment(&s.name)),
+                        format!("step `{}` depends on itself through other steps", s.name),
+                        Some("a step may read only steps that do not read it back".into()),
+                    ));
+                    return;
+                }
+                if seen.insert(d.as_str()) {
+                    stack.push(d);
+                }
+            }
+        }
+    }
+}
+
+fn hints(a: &super::model::AnnotationsSpec) -> Hints {
+    let read_only = a.read_only.unwrap_or(!a.destructive);
+    Hints {
+        read_only,
+        destructive: a.destructive,
+        idempotent: a.idempotent.unwrap_or(read_only),
+        open_world: a.open_world.unwrap_or(false),
+    }
+}
+
+fn compile_tool(
+    t: &Located<ToolDoc>,
+    backends: &IndexMap<String, BackendBinding>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Tool> {
+    let spec = &t.doc.spec;
+    let proc = compile_procedure(
+        ProcedureInput {
+            src: &t.src,
+            inputs: &spec.input,
+            steps: &spec.steps,
+            output: &spec.output,
+            requires: &spec.requires,
+            destructive: spec.annotations.destructive,
+        },
+        backends,
+        diags,
+    )?;
+    Some(Tool {
+        name: t.doc.metadata.name.clone(),
+        title: spec.title.clone(),
+        description: spec.description.clone(),
+        labels: t.doc.metadata.labels.clone(),
+        hints: hints(&spec.annotations),
+        proc,
+    })
+}
+
+fn compile_resource(
+    r: &Located<ResourceDoc>,
+    backends: &IndexMap<String, BackendBinding>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Resource> {
+    let spec = &r.doc.spec;
+    let params: Vec<String> = regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+        .expect("regex")
+        .captures_iter(&spec.uri)
+        .map(|c| c[1].to_string())
+        .collect();
+    if !spec.uri.contains("://") {
+        diags.push(r.src.diag_in_value(
+            "/spec/uri",
+            format!("`{}` is not a URI", spec.uri),
+            Some("use a scheme, e.g. cluster://health".into()),
+        ));
+    }
+    // URI parameters are strings; undeclared ones default to Kubernetes-name syntax.
+    let mut inputs = spec.input.clone();
+    for p in &params {
+        inputs.entry(p.clone()).or_insert_with(|| InputSpec {
+            ty: InputType::String,
+            description: None,
+            default: None,
+            required: true,
+            enum_values: None,
+            minimum: None,
+            maximum: None,
+            min_length: None,
+            max_length: None,
+            pattern: None,
+            format: Some("k8s-name".into()),
+            items: None,
+            properties: None,
+            max_items: None,
+        });
+    }
+    let proc = compile_procedure(
+        ProcedureInput {
+            src: &r.src,
+            inputs: &inputs,
+            steps: &spec.steps,
+            output: &spec.output,
+            requires: &spec.requires,
+            destructive: false,
+        },
+        backends,
+        diags,
+    )?;
+    let mime_type = spec
+        .mime_type
+        .clone()
+        .unwrap_or_else(|| if spec.output.text.is_some() { "text/plain".into() } else { "application/json".into() });
+    Some(Resource {
+        name: r.doc.metadata.name.clone(),
+        uri: spec.uri.clone(),
+        params,
+        title: spec.title.clone(),
+        description: spec.description.clone(),
+        mime_type,
+        labels: r.doc.metadata.labels.clone(),
+        proc,
+    })
+}
+
+fn compile_prompt(p: &Located<PromptDoc>, diags: &mut Vec<Diagnostic>) -> Option<Prompt> {
+    let before = diags.len();
+    let mut declared: HashSet<String> = p.doc.spec.arguments.keys().cloned().collect();
+    declared.extend(template::globals());
+    let mut sink = HashSet::new();
+    for (i, m) in p.doc.spec.messages.iter().enumerate() {
+        check_template(
+            &p.src,
+            &format!("/spec/messages/{i}/text"),
+            &m.text,
+            false,
+            &declared,
+            &HashSet::new(),
+            &mut sink,
+            diags,
+        );
+    }
+    (diags.len() == before).then(|| Prompt {
+        name: p.doc.metadata.name.clone(),
+        labels: p.doc.metadata.labels.clone(),
+        spec: p.doc.spec.clone(),
+    })
+}
+
+/// RFC 7396 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn compile_mode(
+    m: &Located<super::model::ModeDoc>,
+    backends: &IndexMap<String, BackendBinding>,
+    names: &DocNames,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Mode> {
+    let before = diags.len();
+    let mut enabled = IndexMap::new();
+    for (name, overrides) in &m.doc.spec.backends {
+        let ptr = format!("/spec/backends/{}", pointer_segment(name));
+        let Some(binding) = backends.get(name) else {
+            diags.push(m.src.diag(
+                &ptr,
+                format!("mode enables unknown backend `{name}`"),
+                Some(known_backends(backends, None)),
+            ));
+            continue;
+        };
+        let mut raw = binding.raw.clone();
+        if !overrides.is_null() {
+            merge_patch(&mut raw, overrides);
+        }
+        match serde_json::from_value::<BackendSpec>(raw) {
+            Ok(spec) => {
+                enabled.insert(name.clone(), spec);
+            }
+            Err(e) => diags.push(m.src.diag(&ptr, format!("override of backend `{name}` is invalid: {e}"), None)),
+        }
+    }
+    let sets: [(&str, &super::model::SelectorSpec, &HashSet<String>); 3] = [
+        ("tools", &m.doc.spec.tools, &names.tools),
+        ("resources", &m.doc.spec.resources, &names.resources),
+        ("prompts", &m.doc.spec.prompts, &names.prompts),
+    ];
+    for (key, sel, known) in sets {
+        if sel.optional {
+            continue;
+        }
+        for (i, n) in sel.include.iter().enumerate() {
+            if n != "*" && !known.contains(n) {
+                diags.push(m.src.diag_in_value(
+                    &format!("/spec/{key}/include/{i}"),
+                    format!("mode includes unknown {} `{n}`", &key[..key.len() - 1]),
+                    Some(format!("define it, remove it, or set `{key}.optional: true` if a later catalogue adds it")),
+                ));
+            }
+        }
+    }
+    (diags.len() == before).then(|| Mode {
+        name: m.doc.metadata.name.clone(),
+        spec: m.doc.spec.clone(),
+        backends: enabled,
+    })
+}
+
+/// Group diagnostics count by file, for summaries.
+pub fn summary(diags: &[Diagnostic]) -> String {
+    let files: BTreeMap<&PathBuf, usize> = diags.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(&d.file).or_default() += 1;
+        m
+    });
+    format!(
+        "{} problem{} in {} file{}",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// Load the given paths, or the embedded catalogue when `paths` is None.
+pub fn load_paths_or_embedded(paths: Option<&[PathBuf]>) -> Result<Registry, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let loaded = match paths {
+        Some(p) => super::load::load(p, &mut diags),
+        None => super::embedded::load(&mut diags),
+    };
+    let registry = compile(loaded, &mut diags);
+    if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }
+}

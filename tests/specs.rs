@@ -1,0 +1,75 @@
+//! The shipped specs and schemas stay valid and in sync.
+
+use std::path::{Path, PathBuf};
+
+use cluster_health_mcp::spec::{compile, schema};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fmt(d: Vec<cluster_health_mcp::spec::Diagnostic>) -> String {
+    d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn committed_schemas_equal_what_the_code_generates() {
+    let drift = schema::drift(&root().join("schemas"));
+    assert!(drift.is_empty(), "schemas/ drifted: {drift:?}; run `cargo run -- schema --write schemas`");
+}
+
+#[test]
+fn shipped_catalogue_validates_and_every_mode_activates() {
+    let reg = compile::load_registry(&[root().join("tools.d"), root().join("modes")])
+        .unwrap_or_else(|d| panic!("{}", fmt(d)));
+    for mode in ["standalone", "monitoring", "full"] {
+        assert!(reg.modes.contains_key(mode), "mode {mode} is shipped");
+    }
+}
+
+#[test]
+fn embedded_catalogue_matches_the_files() {
+    let embedded = compile::load_paths_or_embedded(None).unwrap_or_else(|d| panic!("{}", fmt(d)));
+    let files = compile::load_registry(&[root().join("tools.d"), root().join("modes")]).unwrap();
+    let names = |r: &cluster_health_mcp::engine::Registry| {
+        (
+            r.tools.keys().cloned().collect::<Vec<_>>(),
+            r.resources.keys().cloned().collect::<Vec<_>>(),
+            r.prompts.keys().cloned().collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(names(&embedded), names(&files));
+}
+
+/// Every YAML example in the repository (fixtures included) parses; those not meant to be
+/// broken validate.
+#[test]
+fn every_example_yaml_in_the_repo_validates() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(&root().join("tests"), &mut dirs);
+    let mut spec_dirs: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|p| {
+            !p.components().any(|c| c.as_os_str() == "validate-bad.in")
+                && !p.components().any(|c| c.as_os_str() == "snapshots")
+        })
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    spec_dirs.sort();
+    spec_dirs.dedup();
+    for dir in spec_dirs {
+        if let Err(d) = compile::load_registry(std::slice::from_ref(&dir)) {
+            panic!("{} does not validate:\n{}", dir.display(), fmt(d));
+        }
+    }
+}
