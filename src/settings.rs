@@ -24,6 +24,9 @@ pub struct Settings {
     pub log: String,
     /// Watch the spec directories and reload on change.
     pub reload: bool,
+    /// Poll the spec directories every this many seconds instead of native file events
+    /// (for NFS and filesystems without inotify).
+    pub reload_poll_seconds: Option<u64>,
     /// Streamable HTTP settings.
     pub http: HttpSettings,
 }
@@ -53,6 +56,7 @@ impl Default for Settings {
             specs: Vec::new(),
             log: "info".into(),
             reload: true,
+            reload_poll_seconds: None,
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
                 stateless: false,

@@ -37,6 +37,11 @@ pub async fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     };
     let call_args = super::parse_args(&args.args)?;
     match crate::engine::invoke::run(&active, &tool.proc, &call_args, None, &CancellationToken::new()).await {
+        Ok(outcome) if outcome.error.is_some() => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {}", outcome.error.unwrap_or_default());
+            Ok(ExitCode::from(crate::EXIT_TOOL_ERROR))
+        }
         Ok(outcome) => {
             if !args.text {
                 super::out(&serde_json::to_string_pretty(&outcome.structured)?);

@@ -32,11 +32,14 @@ pub enum Error {
     Cancelled,
 }
 
-/// The result of a call: structured content and its compact text.
+/// The result of a call: structured content, its compact text, further content blocks
+/// (MCP JSON shape), and whether the spec's `error` condition fired.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub structured: Value,
     pub text: String,
+    pub content: Vec<Value>,
+    pub error: Option<String>,
 }
 
 /// Progress of a multi-step call: (steps done, steps total, message).
@@ -240,5 +243,24 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
             .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
         None => serde_json::to_string_pretty(&structured).unwrap_or_default(),
     };
-    Ok(Outcome { structured, text: text.trim_end().to_string() })
+    let mctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+    let content = proc
+        .output
+        .content
+        .iter()
+        .map(|c| {
+            let tree = serde_json::to_value(c).unwrap_or_default();
+            template::render_json(&tree, &mctx)
+                .map_err(|e| Error::Output { field: "content".into(), message: template_error(&e) })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let error = match &proc.output.error {
+        Some(t) => {
+            let msg = template::render_str(t, &mctx)
+                .map_err(|e| Error::Output { field: "error".into(), message: template_error(&e) })?;
+            Some(msg.trim().to_string()).filter(|m| !m.is_empty())
+        }
+        None => None,
+    };
+    Ok(Outcome { structured, text: text.trim_end().to_string(), content, error })
 }

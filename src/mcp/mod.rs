@@ -1,5 +1,11 @@
 //! MCP serving: stdio and Streamable HTTP over the active registry.
 
+pub mod handler;
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod state;
+
 use std::process::ExitCode;
 
 use crate::settings::Settings;
@@ -48,6 +54,27 @@ impl ServeArgs {
 }
 
 /// Serve MCP until the transport closes or the process is signalled.
-pub async fn serve(_args: &ServeArgs, _settings: Settings) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`serve` is not available in this build yet")
+pub async fn serve(args: &ServeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    let active = match crate::cli::activate(&settings) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    tracing::info!(
+        mode = %active.mode.name,
+        tools = active.tools.len(),
+        resources = active.resources.len(),
+        prompts = active.prompts.len(),
+        "registry loaded"
+    );
+    let state = state::State::new(active);
+    let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
+    match args.transport {
+        Transport::Stdio => {
+            use rmcp::ServiceExt;
+            let service = handler::Handler { state }.serve(rmcp::transport::stdio()).await?;
+            service.waiting().await?;
+        }
+        Transport::Http => http::serve(state, &settings.http).await?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

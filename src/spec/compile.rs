@@ -482,6 +482,18 @@ fn compile_procedure(
     if let Some(text) = &p.output.text {
         check_template(src, "/spec/output/text", text, false, &declared, &HashSet::new(), &mut sink, diags);
     }
+    if let Some(error) = &p.output.error {
+        check_template(src, "/spec/output/error", error, false, &declared, &HashSet::new(), &mut sink, diags);
+    }
+    for (i, c) in p.output.content.iter().enumerate() {
+        check_json_templates(
+            src,
+            &format!("/spec/output/content/{i}"),
+            &serde_json::to_value(c).expect("serializes"),
+            &declared,
+            diags,
+        );
+    }
     if steps.iter().any(|s| s.optional || s.when.is_some()) {
         props.insert(
             "sections".into(),
@@ -596,6 +608,32 @@ fn check_template(
                 Some("JSONPath follows RFC 9535, e.g. $.items[*].metadata.name".into()),
             ));
         }
+    }
+}
+
+/// Check every string leaf of a JSON tree as a template.
+fn check_json_templates(
+    src: &Source,
+    pointer: &str,
+    tree: &Value,
+    declared: &HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match tree {
+        Value::String(s) => {
+            check_template(src, pointer, s, false, declared, &HashSet::new(), &mut HashSet::new(), diags)
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                check_json_templates(src, &format!("{pointer}/{i}"), v, declared, diags);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                check_json_templates(src, &format!("{pointer}/{}", pointer_segment(k)), v, declared, diags);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -745,16 +783,24 @@ fn compile_prompt(p: &Located<PromptDoc>, diags: &mut Vec<Diagnostic>) -> Option
     declared.extend(template::globals());
     let mut sink = HashSet::new();
     for (i, m) in p.doc.spec.messages.iter().enumerate() {
-        check_template(
-            &p.src,
-            &format!("/spec/messages/{i}/text"),
-            &m.text,
-            false,
-            &declared,
-            &HashSet::new(),
-            &mut sink,
-            diags,
-        );
+        let ptr = format!("/spec/messages/{i}");
+        match (&m.text, &m.content) {
+            (Some(text), None) => check_template(
+                &p.src,
+                &format!("{ptr}/text"),
+                text,
+                false,
+                &declared,
+                &HashSet::new(),
+                &mut sink,
+                diags,
+            ),
+            (None, Some(c)) => {
+                let tree = serde_json::to_value(c).expect("serializes");
+                check_json_templates(&p.src, &format!("{ptr}/content"), &tree, &declared, diags)
+            }
+            _ => diags.push(p.src.diag(&ptr, "a prompt message needs exactly one of `text` or `content`", None)),
+        }
     }
     (diags.len() == before).then(|| Prompt {
         name: p.doc.metadata.name.clone(),

@@ -364,6 +364,59 @@ pub struct OutputSpec {
     /// Compact text rendering (minijinja template over inputs, steps and fields). Defaults
     /// to the structured result as JSON.
     pub text: Option<String>,
+    /// Further content blocks after the text (images, audio, embedded resources); string
+    /// leaves are templates.
+    #[serde(default)]
+    pub content: Vec<ContentSpec>,
+    /// When this template renders non-empty text, the call fails with that text as the
+    /// error message (e.g. "pod {{ name }} not found; list pods first").
+    pub error: Option<String>,
+}
+
+/// One MCP content block, in MCP's own JSON shape. String leaves are templates.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ContentSpec {
+    /// Text.
+    Text {
+        /// The text (template).
+        text: String,
+    },
+    /// An image, base64-encoded.
+    Image {
+        /// Base64 data (template).
+        data: String,
+        /// e.g. image/png.
+        #[serde(rename = "mimeType")]
+        mime_type: String,
+    },
+    /// Audio, base64-encoded.
+    Audio {
+        /// Base64 data (template).
+        data: String,
+        /// e.g. audio/wav.
+        #[serde(rename = "mimeType")]
+        mime_type: String,
+    },
+    /// An embedded resource.
+    Resource {
+        /// The resource contents.
+        resource: EmbeddedResourceSpec,
+    },
+}
+
+/// Contents of an embedded resource: text or base64 blob.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EmbeddedResourceSpec {
+    /// Resource URI (template).
+    pub uri: String,
+    /// MIME type.
+    pub mime_type: Option<String>,
+    /// Text contents (template).
+    pub text: Option<String>,
+    /// Base64 contents (template).
+    pub blob: Option<String>,
 }
 
 /// A structured field: an expression, or an expression with its JSON Schema.
@@ -463,14 +516,16 @@ pub enum Role {
     Assistant,
 }
 
-/// One prompt message.
+/// One prompt message: `text`, or one `content` block.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PromptMessageSpec {
     /// Who speaks.
     pub role: Role,
     /// minijinja template over the arguments.
-    pub text: String,
+    pub text: Option<String>,
+    /// A non-text content block (image, audio, embedded resource).
+    pub content: Option<ContentSpec>,
 }
 
 /// A secret value: read from a file or an environment variable after parsing, never

@@ -1,0 +1,403 @@
+//! The MCP handler: tools, resources and prompts from the active registry.
+#![allow(deprecated)] // logging/setLevel is deprecated upstream but still in the protocol versions we serve
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, ContentBlock,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation, InitializeResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, ResourceContents, Role as McpRole, ServerCapabilities, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Tool, ToolAnnotations, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Map, Value};
+
+use super::state::State;
+use crate::engine::invoke::{self, Error as CallError};
+use crate::engine::registry;
+use crate::engine::template;
+use crate::spec::model::Role;
+
+const INSTRUCTIONS: &str = "Cluster health tools for Kubernetes/OpenShift. Start with get-cluster-health for an \
+overview, then narrow down with list and get tools. List tools return compact summaries with a total and a \
+continue token; pass `limit`, filters or `fields` to narrow large answers.";
+
+/// One handler per session; all share the state.
+#[derive(Clone)]
+pub struct Handler {
+    pub state: Arc<State>,
+}
+
+fn mcp_tool(t: &registry::Tool) -> Tool {
+    let mut annotations = ToolAnnotations::new()
+        .read_only(t.hints.read_only)
+        .destructive(t.hints.destructive)
+        .idempotent(t.hints.idempotent)
+        .open_world(t.hints.open_world);
+    if let Some(title) = &t.title {
+        annotations.title = Some(title.clone());
+    }
+    let mut tool = Tool::new(t.name.clone(), t.description.clone(), Arc::new(t.proc.input_schema.clone()))
+        .with_raw_output_schema(Arc::new(t.proc.output_schema.clone()))
+        .with_annotations(annotations);
+    if let Some(title) = &t.title {
+        tool = tool.with_title(title.clone());
+    }
+    tool
+}
+
+/// Turn a call error into a result the model can act on.
+fn error_result(e: &CallError) -> CallToolResult {
+    let advice = match e {
+        CallError::InvalidArguments(_) => "Fix the arguments to match the tool's input schema and call again.",
+        CallError::Step { .. } => {
+            "The data source failed or is unavailable; tell the user, or try again later or with other tools."
+        }
+        CallError::Output { .. } => "The tool's output template failed; report this to the server's admin.",
+        CallError::Cancelled => "The call was cancelled.",
+    };
+    CallToolResult::error(vec![ContentBlock::text(format!("{e}. {advice}"))])
+}
+
+fn args_of(v: Option<Map<String, Value>>) -> Map<String, Value> {
+    v.unwrap_or_default()
+}
+
+impl Handler {
+    async fn run_tool(&self, params: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        let active = self.state.current();
+        let name = params.name.to_string();
+        let Some(tool) = active.tools.get(&name).cloned() else {
+            return CallToolResult::error(vec![ContentBlock::text(format!("unknown tool `{name}`"))]);
+        };
+        let started = Instant::now();
+        // Progress goes out in order through one forwarder task.
+        let token = ctx.meta.get_progress_token();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, String)>();
+        let forwarder = token.map(|token| {
+            let peer = ctx.peer.clone();
+            tokio::spawn(async move {
+                while let Some((done, total, message)) = rx.recv().await {
+                    let p = ProgressNotificationParam::new(token.clone(), done as f64)
+                        .with_total(total as f64)
+                        .with_message(message);
+                    let _ = peer.notify_progress(p).await;
+                }
+            })
+        });
+        let progress = move |done: usize, total: usize, msg: String| {
+            let _ = tx.send((done, total, msg));
+        };
+        let outcome = invoke::run(&active, &tool.proc, &args_of(params.arguments), Some(&progress), &ctx.ct).await;
+        drop(progress);
+        if let Some(f) = forwarder {
+            let _ = f.await;
+        }
+        let result = match outcome {
+            Ok(o) if o.error.is_some() => CallToolResult::error(vec![ContentBlock::text(o.error.unwrap_or_default())]),
+            Ok(o) => {
+                let mut content = vec![ContentBlock::text(o.text)];
+                for c in o.content {
+                    match serde_json::from_value::<ContentBlock>(c) {
+                        Ok(block) => content.push(block),
+                        Err(e) => {
+                            return CallToolResult::error(vec![ContentBlock::text(format!(
+                                "the tool produced an invalid content block: {e}"
+                            ))]);
+                        }
+                    }
+                }
+                let mut r = CallToolResult::success(content);
+                r.structured_content = Some(o.structured);
+                r
+            }
+            Err(e) => error_result(&e),
+        };
+        self.state.metrics.record_call(&name, started.elapsed(), result.is_error == Some(true));
+        result
+    }
+
+    async fn run_resource(
+        &self,
+        uri: &str,
+        ct: &tokio_util::sync::CancellationToken,
+    ) -> Result<ReadResourceResult, McpError> {
+        let active = self.state.current();
+        let found = active.resources.values().find_map(|r| r.match_uri(uri).map(|args| (r.clone(), args)));
+        let Some((res, args)) = found else {
+            return Err(McpError::resource_not_found(
+                format!("no resource at `{uri}`; list resources and resource templates to see what exists"),
+                None,
+            ));
+        };
+        let outcome = invoke::run(&active, &res.proc, &args, None, ct)
+            .await
+            .map_err(|e| McpError::internal_error(format!("reading `{uri}` failed: {e}"), None))?;
+        if let Some(err) = outcome.error {
+            return Err(McpError::internal_error(err, None));
+        }
+        let text = if res.proc.output.text.is_some() {
+            outcome.text
+        } else {
+            serde_json::to_string_pretty(&outcome.structured).unwrap_or_default()
+        };
+        Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type(res.mime_type.clone())]))
+    }
+}
+
+fn resource_of(r: &registry::Resource) -> rmcp::model::Resource {
+    let mut out = rmcp::model::Resource::new(r.uri.clone(), r.name.clone()).with_mime_type(r.mime_type.clone());
+    if let Some(t) = &r.title {
+        out = out.with_title(t.clone());
+    }
+    if let Some(d) = &r.description {
+        out = out.with_description(d.clone());
+    }
+    out
+}
+
+fn template_of(r: &registry::Resource) -> rmcp::model::ResourceTemplate {
+    let mut out = rmcp::model::ResourceTemplate::new(r.uri.clone(), r.name.clone()).with_mime_type(r.mime_type.clone());
+    if let Some(t) = &r.title {
+        out = out.with_title(t.clone());
+    }
+    if let Some(d) = &r.description {
+        out = out.with_description(d.clone());
+    }
+    out
+}
+
+fn prompt_of(p: &registry::Prompt) -> Prompt {
+    let args: Vec<PromptArgument> = p
+        .spec
+        .arguments
+        .iter()
+        .map(|(name, a)| {
+            let mut arg = PromptArgument::new(name.clone()).with_required(a.required);
+            if let Some(d) = &a.description {
+                arg = arg.with_description(d.clone());
+            }
+            arg
+        })
+        .collect();
+    let mut prompt = Prompt::new(p.name.clone(), p.spec.description.clone(), Some(args));
+    if let Some(t) = &p.spec.title {
+        prompt.title = Some(t.clone());
+    }
+    prompt
+}
+
+fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> Result<GetPromptResult, McpError> {
+    let mut ctx = Map::new();
+    for (name, a) in &p.spec.arguments {
+        let v = match given.get(name) {
+            Some(Value::String(s)) => Value::String(s.clone()),
+            Some(other) => Value::String(other.to_string()),
+            None if a.required => {
+                return Err(McpError::invalid_params(format!("prompt `{}` needs argument `{name}`", p.name), None));
+            }
+            None => Value::String(a.default.clone().unwrap_or_default()),
+        };
+        ctx.insert(name.clone(), v);
+    }
+    if let Some(extra) = given.keys().find(|k| !p.spec.arguments.contains_key(*k)) {
+        return Err(McpError::invalid_params(format!("prompt `{}` has no argument `{extra}`", p.name), None));
+    }
+    let mctx = template::to_value(&ctx);
+    let mut messages = Vec::new();
+    for m in &p.spec.messages {
+        let role = match m.role {
+            Role::User => McpRole::User,
+            Role::Assistant => McpRole::Assistant,
+        };
+        let fail = |e: minijinja::Error| {
+            McpError::internal_error(format!("prompt `{}`: {}", p.name, invoke::template_error(&e)), None)
+        };
+        if let Some(text) = &m.text {
+            messages.push(PromptMessage::new_text(
+                role,
+                template::render_str(text, &mctx).map_err(fail)?.trim().to_string(),
+            ));
+        } else if let Some(c) = &m.content {
+            let tree = template::render_json(&serde_json::to_value(c).unwrap_or_default(), &mctx).map_err(fail)?;
+            let block: ContentBlock = serde_json::from_value(tree)
+                .map_err(|e| McpError::internal_error(format!("prompt `{}`: invalid content: {e}", p.name), None))?;
+            messages.push(PromptMessage::new(role, block));
+        }
+    }
+    let mut result = GetPromptResult::new(messages);
+    if let Some(d) = &p.spec.description {
+        result = result.with_description(d.clone());
+    }
+    Ok(result)
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> InitializeResult {
+        let caps = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_completions()
+            .enable_logging()
+            .build();
+        InitializeResult::new(caps)
+            .with_server_info(Implementation::new("cluster-health-mcp", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let active = self.state.current();
+        Ok(ListToolsResult { tools: active.tools.values().map(|t| mcp_tool(t)).collect(), ..Default::default() })
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if !self.state.current().tools.contains_key(request.name.as_ref()) {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{}`; call tools/list to see the available tools", request.name),
+                None,
+            ));
+        }
+        Ok(self.run_tool(request, ctx).await.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let active = self.state.current();
+        let resources = active.resources.values().filter(|r| r.params.is_empty()).map(|r| resource_of(r)).collect();
+        Ok(ListResourcesResult { resources, ..Default::default() })
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let active = self.state.current();
+        let resource_templates =
+            active.resources.values().filter(|r| !r.params.is_empty()).map(|r| template_of(r)).collect();
+        Ok(ListResourceTemplatesResult { resource_templates, ..Default::default() })
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        Ok(self.run_resource(&request.uri, &ctx.ct).await?.into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let active = self.state.current();
+        Ok(ListPromptsResult { prompts: active.prompts.values().map(|p| prompt_of(p)).collect(), ..Default::default() })
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let active = self.state.current();
+        let Some(p) = active.prompts.get(&request.name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown prompt `{}`; call prompts/list to see the available prompts", request.name),
+                None,
+            ));
+        };
+        Ok(render_prompt(p, args_of(request.arguments))?.into())
+    }
+
+    async fn complete(
+        &self,
+        _request: CompleteRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        Ok(CompleteResult::default())
+    }
+
+    async fn set_level(
+        &self,
+        _request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        // Server logs go to stderr; the level a client asks for is accepted and ignored.
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Ok(())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        // Initialize-era sessions hear about reloads through list_changed notifications.
+        let mut rx = self.state.changes.subscribe();
+        let peer = ctx.peer.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+                let _ = peer.notify_prompt_list_changed().await;
+                let _ = peer.notify_resource_list_changed().await;
+            }
+        });
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
+        // Newer-protocol clients subscribe; reloads are pushed through the subscription.
+        let mut rx = self.state.changes.subscribe();
+        loop {
+            tokio::select! {
+                _ = ctx.cancelled() => return Ok(()),
+                r = rx.recv() => {
+                    if r.is_err() { return Ok(()); }
+                    let sink = ctx.sink();
+                    if sink.accepted().tools_list_changed == Some(true) { let _ = sink.notify_tool_list_changed().await; }
+                    if sink.accepted().prompts_list_changed == Some(true) { let _ = sink.notify_prompt_list_changed().await; }
+                    if sink.accepted().resources_list_changed == Some(true) { let _ = sink.notify_resource_list_changed().await; }
+                }
+            }
+        }
+    }
+}
