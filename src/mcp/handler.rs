@@ -140,6 +140,17 @@ impl Handler {
         if let Some(err) = outcome.error {
             return Err(McpError::internal_error(err, None));
         }
+        // Embedded resources in `output.content` are the contents (text or blob); else the text.
+        if !outcome.content.is_empty() {
+            let contents = outcome
+                .content
+                .into_iter()
+                .filter_map(|c| c.get("resource").cloned())
+                .map(serde_json::from_value::<ResourceContents>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| McpError::internal_error(format!("resource `{uri}` has invalid contents: {e}"), None))?;
+            return Ok(ReadResourceResult::new(contents));
+        }
         let text = if res.proc.output.text.is_some() {
             outcome.text
         } else {

@@ -24,8 +24,9 @@ pub enum ApiVersion {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
-    /// Unique name within its kind (kebab-case, e.g. `list-pods`).
-    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"), length(max = 64))]
+    /// Unique name within its kind; letters, digits, `-`, `_` and `.` (the shipped catalogue
+    /// uses kebab-case, e.g. `list-pods`).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"), length(max = 64))]
     pub name: String,
     /// Free labels used by modes to select documents (e.g. `toolset: core`).
     #[serde(default)]
