@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod mcp;
 pub mod settings;
+pub mod snapshot;
 pub mod spec;
 
 /// Exit code for specs that fail validation (EX_CONFIG, as vector and sysexits use).

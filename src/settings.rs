@@ -52,7 +52,7 @@ pub struct HttpSettings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            mode: "standalone".into(),
+            mode: "demo".into(),
             specs: Vec::new(),
             log: "info".into(),
             reload: true,
@@ -82,7 +82,15 @@ impl Settings {
         if let Some(path) = config_file {
             fig = fig.merge(Yaml::file_exact(path));
         }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["CONFIG"]));
+        // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
+        const KEYS: [&str; 6] = ["mode", "specs", "log", "reload", "reload_poll_seconds", "http__"];
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                KEYS.iter().any(|known| k == *known || (known.ends_with("__") && k.starts_with(known)))
+            })
+            .split("__");
+        fig = fig.merge(env);
         fig = fig.merge(Serialized::globals(flags));
         fig.extract().map_err(|e| Error(Box::new(e)))
     }

@@ -2,6 +2,7 @@
 //! `kind: Backend` spec when a mode is activated.
 
 pub mod http;
+pub mod kubernetes;
 pub mod secret;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub enum Error {
 /// A constructed backend client.
 pub enum Client {
     Http(http::HttpBackend),
+    Kubernetes(kubernetes::KubernetesBackend),
     /// A backend type this build cannot call yet, or one whose setup failed.
     Unavailable {
         name: String,
@@ -57,9 +59,10 @@ impl Client {
                 Ok(c) => Client::Http(c),
                 Err(e) => unavailable(e.to_string()),
             },
-            BackendSpec::Kubernetes(_) => {
-                unavailable("the kubernetes backend is not implemented in this build yet".into())
-            }
+            BackendSpec::Kubernetes(k) => match kubernetes::KubernetesBackend::new(name, k) {
+                Ok(c) => Client::Kubernetes(c),
+                Err(e) => unavailable(e),
+            },
             BackendSpec::Prometheus(_) => {
                 unavailable("the prometheus backend is not implemented in this build yet".into())
             }
@@ -70,6 +73,7 @@ impl Client {
     pub async fn call(&self, request: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
         match self {
             Client::Http(h) => h.call(request, timeout).await,
+            Client::Kubernetes(k) => k.call(request, timeout).await,
             Client::Unavailable { name, reason } => {
                 Err(Error::Unavailable { backend: name.clone(), reason: reason.clone() })
             }
@@ -80,6 +84,7 @@ impl Client {
     pub fn describe(&self, request: &Value) -> Value {
         match self {
             Client::Http(h) => h.describe(request),
+            Client::Kubernetes(k) => k.describe(request),
             Client::Unavailable { reason, .. } => serde_json::json!({"request": request, "unavailable": reason}),
         }
     }

@@ -3,6 +3,7 @@
 mod call;
 mod render;
 mod schema;
+mod snapshot;
 mod tools;
 mod validate;
 
@@ -65,6 +66,8 @@ pub enum Command {
     Call(call::Args),
     /// Serve MCP over stdio (default) or Streamable HTTP.
     Serve(crate::mcp::ServeArgs),
+    /// Offline cluster snapshots: serve one as a Kubernetes API, inspect, generate.
+    Snapshot(snapshot::Args),
 }
 
 impl Cli {
@@ -97,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(a) => render::run(a, &settings),
         Command::Call(a) => call::run(a, &settings).await,
         Command::Serve(a) => crate::mcp::serve(a, settings).await,
+        Command::Snapshot(a) => snapshot::run(a).await,
     }
 }
 

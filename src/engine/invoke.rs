@@ -226,11 +226,15 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
             structured.insert(s.name.clone(), ctx.get(&s.name).cloned().unwrap_or(Value::Null));
         }
     }
+    let inputs: Map<String, Value> =
+        proc.inputs.keys().filter_map(|k| ctx.get(k).map(|v| (k.clone(), v.clone()))).collect();
     for (field, spec) in &proc.output.structured {
         let mctx = crate::engine::template::to_value(&ctx);
-        let v = template::eval_expr(spec.expr(), &mctx)
-            .and_then(|v| template::to_json(&v))
-            .map_err(|e| Error::Output { field: field.clone(), message: template_error(&e) })?;
+        let fail = |e: minijinja::Error| Error::Output { field: field.clone(), message: template_error(&e) };
+        let v = match spec {
+            crate::spec::model::FieldSpec::Each(each) => rows(each, &mctx, &inputs).map_err(fail)?,
+            _ => template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?,
+        };
         ctx.insert(field.clone(), v.clone());
         structured.insert(field.clone(), v);
     }
@@ -239,7 +243,7 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
     }
     let structured = Value::Object(structured);
     let text = match &proc.output.text {
-        Some(t) => template::render_str(t, &crate::engine::template::to_value(&ctx))
+        Some(t) => template::render_shaping(t, &crate::engine::template::to_value(&ctx))
             .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
         None => serde_json::to_string_pretty(&structured).unwrap_or_default(),
     };
@@ -256,11 +260,49 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
         .collect::<Result<Vec<_>, _>>()?;
     let error = match &proc.output.error {
         Some(t) => {
-            let msg = template::render_str(t, &mctx)
+            let msg = template::render_shaping(t, &mctx)
                 .map_err(|e| Error::Output { field: "error".into(), message: template_error(&e) })?;
             Some(msg.trim().to_string()).filter(|m| !m.is_empty())
         }
         None => None,
     };
     Ok(Outcome { structured, text: text.trim_end().to_string(), content, error })
+}
+
+/// Evaluate an `each` field: one row per list element that passes `where`.
+fn rows(
+    spec: &crate::spec::model::EachFieldSpec,
+    ctx: &minijinja::Value,
+    inputs: &Map<String, Value>,
+) -> Result<Value, minijinja::Error> {
+    let env = template::shaping_env();
+    let list = template::eval_shaping(&spec.each, ctx)?;
+    if list.is_none() || list.is_undefined() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    // Compile once, evaluate per element against a small scope (element + inputs).
+    let filter = spec.where_.as_deref().map(|w| env.compile_expression(w)).transpose()?;
+    let fields = spec
+        .fields
+        .iter()
+        .map(|(k, e)| Ok((k.as_str(), env.compile_expression(e)?)))
+        .collect::<Result<Vec<_>, minijinja::Error>>()?;
+    let mut scope: std::collections::BTreeMap<String, minijinja::Value> =
+        inputs.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
+    let mut out = Vec::new();
+    for item in list.try_iter()? {
+        scope.insert(spec.as_name.clone(), item);
+        let row_ctx = minijinja::Value::from(scope.clone());
+        if let Some(f) = &filter
+            && !f.eval(&row_ctx)?.is_true()
+        {
+            continue;
+        }
+        let mut row = Map::new();
+        for (name, expr) in &fields {
+            row.insert((*name).to_string(), template::to_json(&expr.eval(&row_ctx)?)?);
+        }
+        out.push(Value::Object(row));
+    }
+    Ok(Value::Array(out))
 }

@@ -14,15 +14,24 @@ use regex::Regex;
 
 use super::quantity;
 
-/// The shared environment (filters and settings never change at run time).
+/// The environment for request templates: strict, so a missing value never silently
+/// becomes an empty query parameter.
 pub fn env() -> &'static Environment<'static> {
-    static ENV: LazyLock<Environment<'static>> = LazyLock::new(build_env);
+    static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| build_env(UndefinedBehavior::Strict));
     &ENV
 }
 
-fn build_env() -> Environment<'static> {
+/// The environment for shaping backend data: chainable, because Kubernetes objects omit
+/// empty fields (`item.status.containerStatuses` may not exist). Undeclared variables are
+/// still rejected by `validate`.
+pub fn shaping_env() -> &'static Environment<'static> {
+    static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| build_env(UndefinedBehavior::Chainable));
+    &ENV
+}
+
+fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_undefined_behavior(undefined);
     // Escaping filters, one per query-text context.
     env.add_filter("promql_string", promql_string);
     env.add_filter("promql_regex", promql_regex);
@@ -216,9 +225,19 @@ pub fn render_str(source: &str, ctx: &Value) -> Result<String, Error> {
     env().render_str(source, ctx)
 }
 
-/// Evaluate one expression.
+/// Evaluate one expression (strict).
 pub fn eval_expr(source: &str, ctx: &Value) -> Result<Value, Error> {
     env().compile_expression(source)?.eval(ctx)
+}
+
+/// Evaluate one shaping expression (chainable undefined).
+pub fn eval_shaping(source: &str, ctx: &Value) -> Result<Value, Error> {
+    shaping_env().compile_expression(source)?.eval(ctx)
+}
+
+/// Render a shaping template (chainable undefined).
+pub fn render_shaping(source: &str, ctx: &Value) -> Result<String, Error> {
+    shaping_env().render_str(source, ctx)
 }
 
 /// Render a JSON tree whose string leaves are templates. A leaf that is one `{{ expr }}`

@@ -466,17 +466,68 @@ fn compile_procedure(
     let mut props = serde_json::Map::new();
     for (field, spec) in &p.output.structured {
         let ptr = format!("/spec/output/structured/{}", pointer_segment(field));
-        check_template(src, &ptr, spec.expr(), true, &declared, &HashSet::new(), &mut sink, diags);
-        declared.insert(field.clone());
-        let mut schema = match spec {
-            super::model::FieldSpec::Typed(t) => t.schema.clone().unwrap_or_else(|| json!({})),
-            super::model::FieldSpec::Expr(_) => json!({}),
+        use super::model::FieldSpec;
+        let schema = match spec {
+            FieldSpec::Expr(e) => {
+                check_template(src, &ptr, e, true, &declared, &HashSet::new(), &mut sink, diags);
+                json!({})
+            }
+            FieldSpec::Typed(t) => {
+                check_template(
+                    src,
+                    &format!("{ptr}/value"),
+                    &t.value,
+                    true,
+                    &declared,
+                    &HashSet::new(),
+                    &mut sink,
+                    diags,
+                );
+                let mut schema = t.schema.clone().unwrap_or_else(|| json!({}));
+                if let (Some(d), Some(obj)) = (&t.description, schema.as_object_mut()) {
+                    obj.insert("description".into(), json!(d));
+                }
+                schema
+            }
+            FieldSpec::Each(e) => {
+                check_template(
+                    src,
+                    &format!("{ptr}/each"),
+                    &e.each,
+                    true,
+                    &declared,
+                    &HashSet::new(),
+                    &mut sink,
+                    diags,
+                );
+                let mut row_scope: HashSet<String> = input_names.clone();
+                row_scope.insert(e.as_name.clone());
+                row_scope.extend(globals.iter().cloned());
+                if let Some(w) = &e.where_ {
+                    check_template(
+                        src,
+                        &format!("{ptr}/where"),
+                        w,
+                        true,
+                        &row_scope,
+                        &HashSet::new(),
+                        &mut sink,
+                        diags,
+                    );
+                }
+                for (name, expr) in &e.fields {
+                    let fptr = format!("{ptr}/fields/{}", pointer_segment(name));
+                    check_template(src, &fptr, expr, true, &row_scope, &HashSet::new(), &mut sink, diags);
+                }
+                let props: serde_json::Map<String, Value> = e.fields.keys().map(|k| (k.clone(), json!({}))).collect();
+                let mut schema = json!({"type": "array", "items": {"type": "object", "properties": props}});
+                if let Some(d) = &e.description {
+                    schema["description"] = json!(d);
+                }
+                schema
+            }
         };
-        if let (super::model::FieldSpec::Typed(t), Some(obj)) = (spec, schema.as_object_mut())
-            && let Some(d) = &t.description
-        {
-            obj.insert("description".into(), json!(d));
-        }
+        declared.insert(field.clone());
         props.insert(field.clone(), schema);
     }
     if let Some(text) = &p.output.text {

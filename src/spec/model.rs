@@ -305,6 +305,8 @@ pub struct KubernetesCallSpec {
     pub patch_type: Option<String>,
     /// Scale: desired replicas.
     pub replicas: Option<Value>,
+    /// Logs: keep only lines matching this regular expression.
+    pub grep: Option<String>,
 }
 
 fn default_kubernetes() -> String {
@@ -428,6 +430,31 @@ pub enum FieldSpec {
     Expr(String),
     /// An expression with a declared schema for the output schema.
     Typed(TypedFieldSpec),
+    /// One row per element of a list, each row's fields computed by expressions.
+    Each(EachFieldSpec),
+}
+
+/// Rows shaped from a list: `each` yields the list; for every element (named `as`,
+/// default `item`) that passes `where`, `fields` are evaluated. Inputs are in scope too.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EachFieldSpec {
+    /// Expression yielding a list (e.g. `pods.items`).
+    pub each: String,
+    /// Name of the element variable.
+    #[serde(rename = "as", default = "default_item")]
+    pub as_name: String,
+    /// Keep only elements for which this expression is true.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
+    /// Row fields: name -> expression over the element and the inputs.
+    pub fields: IndexMap<String, String>,
+    /// Description of the rows.
+    pub description: Option<String>,
+}
+
+fn default_item() -> String {
+    "item".into()
 }
 
 /// A structured field with a declared schema.
@@ -449,6 +476,7 @@ impl FieldSpec {
         match self {
             FieldSpec::Expr(e) => e,
             FieldSpec::Typed(t) => &t.value,
+            FieldSpec::Each(e) => &e.each,
         }
     }
 }

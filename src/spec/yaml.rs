@@ -84,6 +84,16 @@ enum Frame {
 /// cannot resynchronise), returning the documents read so far is not useful, so only the
 /// error is returned.
 pub fn parse_documents(source: &str) -> Result<Vec<YamlDoc>, SyntaxError> {
+    parse(source, true)
+}
+
+/// Parse every document to plain JSON values, without recording positions (for data files
+/// such as cluster snapshots, where speed matters more than locations).
+pub fn parse_values(source: &str) -> Result<Vec<Value>, SyntaxError> {
+    Ok(parse(source, false)?.into_iter().map(|d| d.value).collect())
+}
+
+fn parse(source: &str, record: bool) -> Result<Vec<YamlDoc>, SyntaxError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, Value> = HashMap::new();
@@ -134,8 +144,10 @@ pub fn parse_documents(source: &str) -> Result<Vec<YamlDoc>, SyntaxError> {
                 Some((value, anchor))
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                let (pointer, key_pos) = child_pointer(&stack);
-                positions.insert(pointer.clone(), NodePos { key: key_pos, value: pos });
+                let (pointer, key_pos) = if record { child_pointer(&stack) } else { (String::new(), None) };
+                if record {
+                    positions.insert(pointer.clone(), NodePos { key: key_pos, value: pos });
+                }
                 if matches!(event, Event::SequenceStart(..)) {
                     stack.push(Frame::Seq { items: Vec::new(), pointer, anchor });
                 } else {
@@ -158,7 +170,7 @@ pub fn parse_documents(source: &str) -> Result<Vec<YamlDoc>, SyntaxError> {
         }
         // Record scalar positions (collections were recorded at their start).
         let is_collection_end = matches!(value, Value::Array(_) | Value::Object(_));
-        if !is_collection_end {
+        if record && !is_collection_end {
             let (pointer, key_pos) = child_pointer(&stack);
             positions.insert(pointer, NodePos { key: key_pos, value: pos });
         }

@@ -1,0 +1,372 @@
+//! The `kubernetes` backend on the kube crate: kubeconfig (context per binding), in-cluster
+//! service account, explicit server + token, or an offline snapshot served in-process.
+//! Any apiVersion/kind works through API discovery. The client connects lazily: startup
+//! never waits for (or fails on) an unreachable cluster.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use kube::discovery::{ApiResource, Scope};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use super::{Error, text_field};
+use crate::engine::quantity::parse_duration;
+use crate::spec::model::{KubernetesBackendSpec, KubernetesSourceSpec};
+
+/// Marker that replaces every Secret value.
+pub const MASKED: &str = "<masked>";
+
+/// A configured Kubernetes binding.
+pub struct KubernetesBackend {
+    name: String,
+    source: KubernetesSourceSpec,
+    timeout: Duration,
+    client: OnceCell<Result<kube::Client, String>>,
+    /// Discovery results by (apiVersion, kind).
+    discovered: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+}
+
+/// The embedded demo cluster (tests/snapshots/demo-cluster at build time).
+mod demo {
+    include!(concat!(env!("OUT_DIR"), "/demo_snapshot.rs"));
+}
+
+/// Snapshot path that selects the embedded demo cluster.
+pub const BUILTIN_DEMO: &str = "builtin:demo";
+
+impl KubernetesBackend {
+    /// Set up (nothing is contacted until the first call).
+    pub fn new(name: &str, spec: &KubernetesBackendSpec) -> Result<Self, String> {
+        let timeout = parse_duration(&spec.timeout).ok_or_else(|| format!("invalid timeout `{}`", spec.timeout))?;
+        Ok(KubernetesBackend {
+            name: name.to_string(),
+            source: spec.source.clone(),
+            timeout: Duration::from_secs_f64(timeout),
+            client: OnceCell::new(),
+            discovered: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::Unavailable { backend: self.name.clone(), reason: reason.into() }
+    }
+
+    async fn client(&self) -> Result<kube::Client, Error> {
+        let r = self.client.get_or_init(|| connect(self.source.clone())).await;
+        r.clone().map_err(|e| self.unavailable(e))
+    }
+
+    async fn resource(
+        &self,
+        client: &kube::Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), Error> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.discovered.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| Error::InvalidRequest {
+            backend: self.name.clone(),
+            message: format!("the cluster does not serve {kind} in {api_version}: {}", kube_message(&e)),
+        })?;
+        let namespaced = caps.scope == Scope::Namespaced;
+        self.discovered.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (ar.clone(), namespaced));
+        Ok((ar, namespaced))
+    }
+
+    /// Perform a rendered request.
+    pub async fn call(&self, req: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
+        let limit = timeout.unwrap_or(self.timeout);
+        let verb = text_field(req, "verb").unwrap_or_default();
+        let target = describe_target(req);
+        match tokio::time::timeout(limit, self.call_inner(req, &verb)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout { backend: self.name.clone(), after: limit, target }),
+        }
+    }
+
+    async fn call_inner(&self, req: &Value, verb: &str) -> Result<Value, Error> {
+        let client = self.client().await?;
+        let invalid = |m: String| Error::InvalidRequest { backend: self.name.clone(), message: m };
+        let resource =
+            req.get("resource").filter(|r| !r.is_null()).ok_or_else(|| invalid("`resource` is required".into()));
+        let (api_version, kind) = match (verb, resource) {
+            ("logs", _) => ("v1".to_string(), "Pod".to_string()),
+            (_, Ok(r)) => (
+                r.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
+                r.get("kind")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("`resource.kind` is required".into()))?
+                    .to_string(),
+            ),
+            (_, Err(e)) => return Err(e),
+        };
+        let (ar, namespaced) = self.resource(&client, &api_version, &kind).await?;
+        let ns = text_field(req, "namespace").filter(|n| !n.is_empty());
+        let name = text_field(req, "name").filter(|n| !n.is_empty());
+        for (what, v) in [("namespace", &ns), ("name", &name)] {
+            if let Some(v) = v
+                && (v.contains('/') || v == ".." || v.len() > 253)
+            {
+                return Err(invalid(format!("`{v}` is not a valid {what}")));
+            }
+        }
+        let api: Api<DynamicObject> = match (&ns, namespaced) {
+            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
+            _ => Api::all_with(client.clone(), &ar),
+        };
+        let need_name = || name.clone().ok_or_else(|| invalid(format!("verb `{verb}` needs a `name`")));
+        let kube_err = |e: kube::Error| self.map_error(e, &kind, name.as_deref());
+        let value = match verb {
+            "list" => {
+                let lp = ListParams {
+                    label_selector: text_field(req, "labelSelector").filter(|s| !s.is_empty()),
+                    field_selector: text_field(req, "fieldSelector").filter(|s| !s.is_empty()),
+                    limit: req
+                        .get("limit")
+                        .and_then(|l| l.as_u64().or_else(|| l.as_str().and_then(|s| s.parse().ok())))
+                        .map(|l| l as u32),
+                    continue_token: text_field(req, "continue").filter(|s| !s.is_empty()),
+                    ..Default::default()
+                };
+                let list = api.list(&lp).await.map_err(kube_err)?;
+                let remaining = list.metadata.remaining_item_count;
+                let cont = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+                let items: Vec<Value> = list.items.into_iter().map(|o| object_json(o, &ar)).collect();
+                json!({"items": items, "continue": cont, "remainingItemCount": remaining})
+            }
+            "get" => object_json(api.get(&need_name()?).await.map_err(kube_err)?, &ar),
+            "logs" => {
+                let pods: Api<k8s_openapi::api::core::v1::Pod> = match &ns {
+                    Some(ns) => Api::namespaced(client.clone(), ns),
+                    None => return Err(invalid("logs need a `namespace`".into())),
+                };
+                let lp = LogParams {
+                    container: text_field(req, "container").filter(|s| !s.is_empty()),
+                    tail_lines: req.get("tailLines").and_then(Value::as_i64),
+                    since_seconds: req.get("sinceSeconds").and_then(Value::as_i64),
+                    previous: req.get("previous").and_then(Value::as_bool).unwrap_or(false),
+                    ..Default::default()
+                };
+                let text = pods.logs(&need_name()?, &lp).await.map_err(kube_err)?;
+                logs_json(&text, text_field(req, "grep").as_deref()).map_err(invalid)?
+            }
+            "events" => {
+                let target = need_name()?;
+                let events: Api<DynamicObject> = {
+                    let (ear, _) = self.resource(&client, "v1", "Event").await?;
+                    match &ns {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &ear),
+                        None => Api::all_with(client.clone(), &ear),
+                    }
+                };
+                let lp =
+                    ListParams::default().fields(&format!("involvedObject.name={target},involvedObject.kind={kind}"));
+                let list = events.list(&lp).await.map_err(kube_err)?;
+                json!({"items": list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect::<Vec<_>>()})
+            }
+            "delete" => {
+                api.delete(&need_name()?, &DeleteParams::default()).await.map_err(kube_err)?;
+                json!({"deleted": {"kind": kind, "namespace": ns, "name": name}})
+            }
+            "patch" => {
+                let patch = req
+                    .get("patch")
+                    .cloned()
+                    .filter(|p| !p.is_null())
+                    .ok_or_else(|| invalid("patch needs a `patch` body".into()))?;
+                let p = match text_field(req, "patchType").as_deref() {
+                    None | Some("merge") => Patch::Merge(patch),
+                    Some("strategic") => Patch::Strategic(patch),
+                    Some(other) => {
+                        return Err(invalid(format!("unsupported patchType `{other}` (merge or strategic)")));
+                    }
+                };
+                object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
+            }
+            "scale" => {
+                let replicas = req
+                    .get("replicas")
+                    .and_then(Value::as_i64)
+                    .filter(|r| *r >= 0)
+                    .ok_or_else(|| invalid("scale needs `replicas` >= 0".into()))?;
+                let s = api
+                    .patch_scale(
+                        &need_name()?,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+                    )
+                    .await
+                    .map_err(kube_err)?;
+                serde_json::to_value(s).unwrap_or_default()
+            }
+            "rollout-restart" => {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let p = Patch::Merge(
+                    json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}),
+                );
+                object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
+            }
+            other => return Err(invalid(format!("unknown verb `{other}`"))),
+        };
+        Ok(value)
+    }
+
+    fn map_error(&self, e: kube::Error, kind: &str, name: Option<&str>) -> Error {
+        match &e {
+            kube::Error::Api(s) if s.code == 404 => Error::Status {
+                backend: self.name.clone(),
+                status: 404,
+                target: format!("{kind} {}", name.unwrap_or("")),
+                body: format!("{} (check the name and namespace, or list first)", s.message),
+            },
+            kube::Error::Api(s) => Error::Status {
+                backend: self.name.clone(),
+                status: s.code,
+                target: kind.to_string(),
+                body: s.message.clone(),
+            },
+            _ => Error::Transport { backend: self.name.clone(), target: kind.to_string(), message: kube_message(&e) },
+        }
+    }
+
+    /// What a request would do (for `render`).
+    pub fn describe(&self, req: &Value) -> Value {
+        json!({"kubernetes": req, "source": source_label(&self.source)})
+    }
+}
+
+fn source_label(s: &KubernetesSourceSpec) -> String {
+    match s {
+        KubernetesSourceSpec::Kubeconfig(k) => format!(
+            "kubeconfig {} (context {})",
+            k.path.clone().unwrap_or_else(|| "$KUBECONFIG or ~/.kube/config".into()),
+            k.context.clone().unwrap_or_else(|| "current".into())
+        ),
+        KubernetesSourceSpec::InCluster {} => "in-cluster service account".into(),
+        KubernetesSourceSpec::Server(s) => format!("server {}", s.url),
+        KubernetesSourceSpec::Snapshot(s) => format!("snapshot {}", s.path),
+    }
+}
+
+fn describe_target(req: &Value) -> String {
+    let kind = req.pointer("/resource/kind").and_then(Value::as_str).unwrap_or("Pod");
+    let ns = text_field(req, "namespace").unwrap_or_default();
+    let name = text_field(req, "name").unwrap_or_default();
+    format!("{} {kind} {ns}/{name}", text_field(req, "verb").unwrap_or_default())
+}
+
+fn kube_message(e: &kube::Error) -> String {
+    super::http::error_chain(e)
+}
+
+/// An object as JSON, with apiVersion/kind filled in and Secret values masked.
+fn object_json(o: DynamicObject, ar: &ApiResource) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    if v.get("kind").is_none_or(Value::is_null) {
+        v["kind"] = json!(ar.kind);
+        v["apiVersion"] = json!(ar.api_version);
+    }
+    mask_secret(&mut v);
+    v
+}
+
+/// Replace every value of a Secret's data and stringData with a marker.
+pub fn mask_secret(v: &mut Value) {
+    if v.get("kind").and_then(Value::as_str) != Some("Secret") {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(m)) = v.get_mut(field) {
+            for val in m.values_mut() {
+                *val = json!(MASKED);
+            }
+        }
+    }
+    if let Some(Value::Object(ann)) = v.pointer_mut("/metadata/annotations") {
+        ann.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Logs as lines, optionally filtered by a regular expression.
+fn logs_json(text: &str, grep: Option<&str>) -> Result<Value, String> {
+    let all: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = match grep.filter(|g| !g.is_empty()) {
+        Some(pattern) => {
+            let re = regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("invalid grep pattern: {e}"))?;
+            all.iter().copied().filter(|l| re.is_match(l)).collect()
+        }
+        None => all.clone(),
+    };
+    Ok(json!({"lines": lines, "totalLines": all.len(), "matchedLines": lines.len()}))
+}
+
+static SNAPSHOTS: std::sync::LazyLock<Mutex<HashMap<String, crate::snapshot::api::Shared>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The shared in-memory store of a snapshot path (loaded once per process).
+pub fn snapshot_store(path: &str) -> Result<crate::snapshot::api::Shared, String> {
+    if let Some(s) = SNAPSHOTS.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        return Ok(s.clone());
+    }
+    let store = if path == BUILTIN_DEMO {
+        crate::snapshot::Store::from_files(demo::FILES.iter().copied())
+    } else {
+        crate::snapshot::Store::load(&PathBuf::from(path)).map_err(|e| format!("cannot load snapshot {path}: {e}"))?
+    };
+    tracing::info!(snapshot = path, objects = store.object_count(), skipped = store.skipped.len(), "snapshot loaded");
+    let shared = Arc::new(RwLock::new(store));
+    SNAPSHOTS.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_string(), shared.clone());
+    Ok(shared)
+}
+
+async fn connect(source: KubernetesSourceSpec) -> Result<kube::Client, String> {
+    crate::install_crypto_provider();
+    let config = match source {
+        KubernetesSourceSpec::Snapshot(s) => {
+            let path = s.path.clone();
+            let store =
+                tokio::task::spawn_blocking(move || snapshot_store(&path)).await.map_err(|e| e.to_string())??;
+            return Ok(crate::snapshot::api::kube_client(store));
+        }
+        KubernetesSourceSpec::Kubeconfig(k) => {
+            let options = kube::config::KubeConfigOptions { context: k.context.clone(), ..Default::default() };
+            match &k.path {
+                Some(p) => {
+                    let kc = kube::config::Kubeconfig::read_from(p)
+                        .map_err(|e| format!("cannot read kubeconfig {p}: {e}"))?;
+                    kube::Config::from_custom_kubeconfig(kc, &options).await
+                }
+                None => kube::Config::from_kubeconfig(&options).await,
+            }
+            .map_err(|e| format!("kubeconfig: {}", super::http::error_chain(&e)))?
+        }
+        KubernetesSourceSpec::InCluster {} => {
+            kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
+        }
+        KubernetesSourceSpec::Server(s) => {
+            let uri: http::Uri = s.url.parse().map_err(|e| format!("invalid server URL {}: {e}", s.url))?;
+            let mut c = kube::Config::new(uri);
+            if let Some(t) = &s.token {
+                let token = super::secret::resolve(t)?;
+                c.auth_info.token = Some(token.expose().to_string().into());
+            }
+            c.accept_invalid_certs = s.tls.insecure_skip_verify;
+            c
+        }
+    };
+    kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}

@@ -1,0 +1,394 @@
+//! A read-mostly Kubernetes API server over a [`Store`]: discovery, get, list (label and
+//! field selectors, limit/continue), pod logs, and delete/patch/scale on the in-memory copy.
+//! The same router serves the kube client in-process (tower oneshot) and `snapshot serve`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::selector::{FieldSelector, LabelSelector};
+use super::{ResourceType, Store};
+
+/// Shared, mutable snapshot (writes change only memory).
+pub type Shared = Arc<RwLock<Store>>;
+
+/// The API router.
+pub fn router(store: Shared) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/api", get(core_versions))
+        .route("/apis", get(groups))
+        .route("/api/{*rest}", axum::routing::any(core_path))
+        .route("/apis/{*rest}", axum::routing::any(group_path))
+        .with_state(store)
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    (code, axum::Json(body)).into_response()
+}
+
+fn not_found(what: String) -> Response {
+    status(StatusCode::NOT_FOUND, "NotFound", what)
+}
+
+fn bad_request(message: String) -> Response {
+    status(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+async fn version() -> Response {
+    axum::Json(json!({"major": "1", "minor": "29", "gitVersion": "v1.29.0-snapshot", "platform": "linux/amd64"}))
+        .into_response()
+}
+
+async fn core_versions() -> Response {
+    axum::Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})).into_response()
+}
+
+async fn groups(State(store): State<Shared>) -> Response {
+    let store = store.read().unwrap_or_else(|e| e.into_inner());
+    let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in store.types.values().filter(|t| !t.group.is_empty()) {
+        let v = by_group.entry(&t.group).or_default();
+        if !v.contains(&t.version.as_str()) {
+            v.push(&t.version);
+        }
+    }
+    let groups: Vec<Value> = by_group
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> =
+                vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    axum::Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})).into_response()
+}
+
+fn resource_list(store: &Store, group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for t in store.types.values().filter(|t| t.group == group && t.version == version) {
+        resources.push(json!({
+            "name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced, "kind": t.kind,
+            "verbs": ["get", "list", "delete", "patch"],
+        }));
+        if t.kind == "Pod" {
+            resources.push(
+                json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}),
+            );
+        }
+        if matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet") {
+            resources.push(json!({"name": format!("{}/scale", t.plural), "singularName": "", "namespaced": true,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch"]}));
+        }
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+type Params = Query<BTreeMap<String, String>>;
+
+async fn core_path(
+    State(store): State<Shared>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.split_first() {
+        Some((v, tail)) => dispatch(&store, method, "", v, tail, &q, &headers, &body),
+        None => core_versions().await,
+    }
+}
+
+async fn group_path(
+    State(store): State<Shared>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(q): Params,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        [g] => {
+            let store = store.read().unwrap_or_else(|e| e.into_inner());
+            let versions: Vec<Value> = store
+                .types
+                .values()
+                .filter(|t| t.group == *g)
+                .map(|t| json!({"groupVersion": format!("{g}/{}", t.version), "version": t.version}))
+                .collect();
+            if versions.is_empty() {
+                return not_found(format!("the server could not find the requested resource (group {g})"));
+            }
+            axum::Json(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": versions, "preferredVersion": versions[0]}))
+                .into_response()
+        }
+        [g, v, tail @ ..] => dispatch(&store, method, g, v, tail, &q, &headers, &body),
+        [] => groups(State(store)).await,
+    }
+}
+
+/// Route `<plural>[/<name>[/<sub>]]` or `namespaces/<ns>/<plural>[/<name>[/<sub>]]`.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    store: &Shared,
+    method: Method,
+    group: &str,
+    version: &str,
+    tail: &[&str],
+    q: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    if tail.is_empty() {
+        let s = store.read().unwrap_or_else(|e| e.into_inner());
+        return axum::Json(resource_list(&s, group, version)).into_response();
+    }
+    let (ns, plural, name, sub) = match tail {
+        ["namespaces", ns, plural, rest @ ..] => (Some(*ns), *plural, rest.first().copied(), rest.get(1).copied()),
+        [plural, rest @ ..] => (None, *plural, rest.first().copied(), rest.get(1).copied()),
+        [] => unreachable!(),
+    };
+    let found = {
+        let s = store.read().unwrap_or_else(|e| e.into_inner());
+        s.type_of(group, version, plural).cloned()
+    };
+    let Some(rt) = found else {
+        return not_found(format!(
+            "the server could not find the requested resource ({plural}.{version}{})",
+            if group.is_empty() { String::new() } else { format!(".{group}") }
+        ));
+    };
+    let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+    match (method, name, sub) {
+        (Method::GET, None, _) => list(store, &rt, ns, q),
+        (Method::GET, Some(n), None) => get_one(store, &rt, ns, n),
+        (Method::GET, Some(n), Some("log")) if rt.kind == "Pod" => logs(store, ns, n, q),
+        (Method::GET, Some(n), Some("scale")) => scale_get(store, &rt, ns, n),
+        (Method::DELETE, Some(n), None) => delete(store, &rt, ns, n),
+        (Method::PATCH, Some(n), None) => patch(store, &rt, ns, n, headers, body),
+        (Method::PATCH, Some(n), Some("scale")) => scale_patch(store, &rt, ns, n, body),
+        (m, _, _) => {
+            status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{m} is not supported on a snapshot"))
+        }
+    }
+}
+
+fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String>) -> Response {
+    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return bad_request(format!("unable to parse requirement: {e}")),
+    };
+    let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return bad_request(format!("invalid field selector: {e}")),
+    };
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let offset: usize = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => match c.parse() {
+            Ok(o) => o,
+            Err(_) => return status(StatusCode::GONE, "Expired", "the continue token is not valid".into()),
+        },
+        None => 0,
+    };
+    let s = store.read().unwrap_or_else(|e| e.into_inner());
+    let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    let empty = BTreeMap::new();
+    let all = s.objects.get(&key).unwrap_or(&empty);
+    let matching = all
+        .iter()
+        .filter(|((ons, _), _)| ns.is_empty() || ons == ns)
+        .map(|(_, o)| o)
+        .filter(|o| labels.matches(o) && fields.matches(o));
+    let mut items = Vec::new();
+    let mut seen = 0usize;
+    let mut more = 0usize;
+    for o in matching {
+        if seen < offset {
+            seen += 1;
+            continue;
+        }
+        if items.len() < limit {
+            items.push(o.clone());
+        } else {
+            more += 1;
+        }
+        seen += 1;
+    }
+    let mut metadata = json!({"resourceVersion": s.revision.max(1).to_string()});
+    if more > 0 {
+        metadata["continue"] = json!((offset + items.len()).to_string());
+        metadata["remainingItemCount"] = json!(more);
+    }
+    axum::Json(json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}))
+        .into_response()
+}
+
+fn get_one(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
+    let s = store.read().unwrap_or_else(|e| e.into_inner());
+    let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
+        Some(o) => axum::Json(o.clone()).into_response(),
+        None => not_found(format!("{} \"{name}\" not found", rt.plural)),
+    }
+}
+
+fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {
+    let s = store.read().unwrap_or_else(|e| e.into_inner());
+    let Some(obj) = s
+        .objects
+        .get(&(String::new(), "v1".into(), "pods".into()))
+        .and_then(|m| m.get(&(ns.to_string(), pod.to_string())))
+    else {
+        return not_found(format!("pods \"{pod}\" not found"));
+    };
+    let containers: Vec<String> = obj
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let container = match q.get("container") {
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return bad_request(format!(
+                "a container name must be specified for pod {pod}, choose one of: [{}]",
+                containers.join(" ")
+            ));
+        }
+    };
+    let previous = q.get("previous").is_some_and(|p| p == "true");
+    let entry = s.logs.get(&(ns.to_string(), pod.to_string(), container.clone()));
+    let text = match (entry, previous) {
+        (Some(l), false) => l.current.clone(),
+        (Some(l), true) => l.previous.clone(),
+        (None, _) => None,
+    };
+    let Some(text) = text else {
+        let which = if previous { "previous terminated container" } else { "container" };
+        return bad_request(format!("{which} \"{container}\" in pod \"{pod}\" has no logs in this snapshot"));
+    };
+    let mut lines: Vec<&str> = text.lines().collect();
+    if let Some(n) = q.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
+        lines = lines.split_off(lines.len().saturating_sub(n));
+    }
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}
+
+fn with_object<F: FnOnce(&mut Value) -> Result<(), String>>(
+    store: &Shared,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    f: F,
+) -> Response {
+    let mut s = store.write().unwrap_or_else(|e| e.into_inner());
+    s.revision += 1;
+    let rev = s.revision.to_string();
+    let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    let Some(obj) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) else {
+        return not_found(format!("{} \"{name}\" not found", rt.plural));
+    };
+    if let Err(e) = f(obj) {
+        return bad_request(e);
+    }
+    obj["metadata"]["resourceVersion"] = Value::String(rev);
+    axum::Json(obj.clone()).into_response()
+}
+
+fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
+    let mut s = store.write().unwrap_or_else(|e| e.into_inner());
+    let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    match s.objects.get_mut(&key).and_then(|m| m.remove(&(ns.to_string(), name.to_string()))) {
+        Some(o) => {
+            s.revision += 1;
+            axum::Json(o).into_response()
+        }
+        None => not_found(format!("{} \"{name}\" not found", rt.plural)),
+    }
+}
+
+fn patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ctype.starts_with("application/json-patch+json") {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "JSON patch is not supported on snapshots; use a merge patch".into(),
+        );
+    }
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("invalid patch body: {e}")),
+    };
+    // Strategic merge patches are applied as JSON merge patches (lists are replaced).
+    with_object(store, rt, ns, name, |obj| {
+        crate::spec::compile::merge_patch(obj, &patch);
+        Ok(())
+    })
+}
+
+fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": obj.pointer("/metadata/name"), "namespace": obj.pointer("/metadata/namespace")},
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": rt.kind}})
+}
+
+fn scale_get(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
+    let s = store.read().unwrap_or_else(|e| e.into_inner());
+    let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
+        Some(o) => axum::Json(scale_of(rt, o)).into_response(),
+        None => not_found(format!("{} \"{name}\" not found", rt.plural)),
+    }
+}
+
+fn scale_patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, body: &Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("invalid patch body: {e}")),
+    };
+    let Some(replicas) = patch.pointer("/spec/replicas").and_then(Value::as_i64).filter(|r| *r >= 0) else {
+        return bad_request("scale patch needs spec.replicas >= 0".into());
+    };
+    let resp = with_object(store, rt, ns, name, |obj| {
+        obj["spec"]["replicas"] = json!(replicas);
+        Ok(())
+    });
+    if !resp.status().is_success() {
+        return resp;
+    }
+    scale_get(store, rt, ns, name)
+}
+
+/// A kube client talking to the router in-process (no socket).
+pub fn kube_client(store: Shared) -> kube::Client {
+    let svc = tower::ServiceBuilder::new()
+        .map_request(|req: http::Request<kube::client::Body>| req.map(axum::body::Body::new))
+        .service(router(store));
+    kube::Client::new(svc, "default")
+}
+
+/// A kubeconfig pointing at a served snapshot.
+pub fn kubeconfig(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: snapshot\n  cluster:\n    server: {url}\ncontexts:\n- name: snapshot\n  context:\n    cluster: snapshot\n    user: snapshot\n    namespace: default\ncurrent-context: snapshot\nusers:\n- name: snapshot\n  user: {{}}\n"
+    )
+}

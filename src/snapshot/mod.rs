@@ -1,0 +1,330 @@
+//! Offline cluster snapshots: a directory of manifests (Lists or single objects, YAML or
+//! JSON), an OpenShift must-gather, or an Insights archive, loaded into memory and served
+//! through a Kubernetes-API-shaped router (`api`), so the real kube client works against it
+//! in-process or over `snapshot serve`. Write verbs change the in-memory copy only.
+
+pub mod api;
+pub mod generate;
+pub mod selector;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// One resource type the snapshot knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceType {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+impl ResourceType {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+/// Logs of one container.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerLogs {
+    pub current: Option<String>,
+    pub previous: Option<String>,
+}
+
+/// (group, version, plural) of a resource type.
+pub type TypeKey = (String, String, String);
+/// Objects of one type by (namespace, name); cluster-scoped objects have namespace "".
+pub type Objects = BTreeMap<(String, String), Value>;
+
+/// The in-memory cluster.
+#[derive(Debug, Default)]
+pub struct Store {
+    /// Types by (group, version, plural).
+    pub types: BTreeMap<(String, String, String), ResourceType>,
+    /// Objects by type key, then (namespace, name) ("" namespace for cluster-scoped).
+    pub objects: BTreeMap<TypeKey, Objects>,
+    /// Container logs by (namespace, pod, container).
+    pub logs: HashMap<(String, String, String), ContainerLogs>,
+    /// Files that could not be read as Kubernetes objects, with why.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Monotonic resourceVersion for writes.
+    pub revision: u64,
+}
+
+/// Kinds whose objects live outside namespaces (used when a file does not say).
+const CLUSTER_SCOPED: &[&str] = &[
+    "Node",
+    "Namespace",
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ClusterOperator",
+    "ClusterVersion",
+    "Infrastructure",
+    "MachineConfigPool",
+    "MachineConfig",
+    "APIService",
+    "PriorityClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "CSIDriver",
+    "CSINode",
+    "VolumeAttachment",
+    "IngressClass",
+    "RuntimeClass",
+    "Project",
+    "ClusterServiceVersion",
+];
+
+/// Plural resource name of a kind (Kubernetes' lower-case English rules plus exceptions).
+pub fn plural_of(kind: &str) -> String {
+    let k = kind.to_lowercase();
+    match k.as_str() {
+        "endpoints" => return k,
+        "ingress" => return "ingresses".into(),
+        _ => {}
+    }
+    if k.ends_with('s') || k.ends_with('x') || k.ends_with("ch") || k.ends_with("sh") {
+        format!("{k}es")
+    } else if k.ends_with('y') && !k.ends_with("ay") && !k.ends_with("ey") && !k.ends_with("oy") {
+        format!("{}ies", &k[..k.len() - 1])
+    } else {
+        format!("{k}s")
+    }
+}
+
+/// Kind for a directory or plural name used by snapshot layouts that omit `kind`.
+fn kind_from_name(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "node" | "nodes" => ("v1", "Node"),
+        "pod" | "pods" => ("v1", "Pod"),
+        "event" | "events" => ("v1", "Event"),
+        "namespace" | "namespaces" => ("v1", "Namespace"),
+        "clusteroperator" | "clusteroperators" => ("config.openshift.io/v1", "ClusterOperator"),
+        "clusterversion" | "clusterversions" => ("config.openshift.io/v1", "ClusterVersion"),
+        "machineconfigpool" | "machineconfigpools" => ("machineconfiguration.openshift.io/v1", "MachineConfigPool"),
+        "persistentvolume" | "persistentvolumes" => ("v1", "PersistentVolume"),
+        "persistentvolumeclaim" | "persistentvolumeclaims" => ("v1", "PersistentVolumeClaim"),
+        "deployment" | "deployments" => ("apps/v1", "Deployment"),
+        _ => return None,
+    })
+}
+
+impl Store {
+    /// Load a snapshot directory. Unreadable files are recorded in `skipped`, never fatal.
+    pub fn load(dir: &Path) -> std::io::Result<Store> {
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        let mut store = Store::default();
+        let mut files = Vec::new();
+        walk(dir, &mut files);
+        for file in files {
+            store.load_file(dir, &file);
+        }
+        Ok(store)
+    }
+
+    /// Load in-memory files (path relative to the snapshot root, contents).
+    pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Store {
+        let mut store = Store::default();
+        for (path, text) in files {
+            store.load_text(Path::new(path), text);
+        }
+        store
+    }
+
+    fn load_file(&mut self, root: &Path, file: &Path) {
+        let rel = file.strip_prefix(root).unwrap_or(file).to_path_buf();
+        match std::fs::read_to_string(file) {
+            Ok(text) => self.load_text(&rel, &text),
+            Err(e) => self.skipped.push((rel, e.to_string())),
+        }
+    }
+
+    fn load_text(&mut self, rel: &Path, text: &str) {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".log") {
+            self.load_log(rel, text);
+            return;
+        }
+        let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let docs: Vec<Value> = match ext {
+            "json" => match serde_json::from_str(text) {
+                Ok(v) => vec![v],
+                Err(e) => return self.skipped.push((rel.to_path_buf(), e.to_string())),
+            },
+            "yaml" | "yml" => match crate::spec::yaml::parse_values(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self
+                        .skipped
+                        .push((rel.to_path_buf(), format!("{}:{}: {}", e.pos.line, e.pos.col, e.message)));
+                }
+            },
+            _ => return,
+        };
+        let dir_hint = rel.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let file_hint = rel.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        for doc in docs {
+            if doc.is_null() {
+                continue;
+            }
+            self.add_document(doc, &dir_hint, &file_hint);
+        }
+    }
+
+    fn add_document(&mut self, doc: Value, dir_hint: &str, file_hint: &str) {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+        if let Some(items) = doc.get("items").and_then(Value::as_array)
+            && (kind.ends_with("List") || kind.is_empty())
+        {
+            let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_string);
+            let api_version = doc.get("apiVersion").and_then(Value::as_str).map(str::to_string);
+            for item in items.clone() {
+                self.add_object(item, item_kind.as_deref(), api_version.as_deref(), file_hint);
+            }
+            return;
+        }
+        self.add_object(doc, None, None, dir_hint);
+    }
+
+    fn add_object(&mut self, mut obj: Value, kind_hint: Option<&str>, api_hint: Option<&str>, name_hint: &str) {
+        if !obj.is_object() || obj.pointer("/metadata/name").and_then(Value::as_str).is_none() {
+            return;
+        }
+        // Objects from Lists or archives may omit apiVersion/kind: infer from the List,
+        // the selfLink, or the directory name.
+        if obj.get("kind").and_then(Value::as_str).is_none() {
+            let inferred = kind_hint
+                .map(|k| (api_hint.unwrap_or("v1").to_string(), k.to_string()))
+                .or_else(|| from_self_link(&obj))
+                .or_else(|| kind_from_name(name_hint).map(|(a, k)| (a.to_string(), k.to_string())));
+            let Some((api, kind)) = inferred else { return };
+            obj["kind"] = Value::String(kind);
+            if obj.get("apiVersion").is_none() {
+                obj["apiVersion"] = Value::String(api);
+            }
+        }
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string();
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.clone()),
+        };
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let plural = plural_of(&kind);
+        let key = (group.clone(), version.clone(), plural.clone());
+        let namespaced = !ns.is_empty() || !CLUSTER_SCOPED.contains(&kind.as_str());
+        let entry = self.types.entry(key.clone()).or_insert(ResourceType { group, version, kind, plural, namespaced });
+        if !ns.is_empty() {
+            entry.namespaced = true;
+        }
+        if obj.pointer("/metadata/resourceVersion").is_none() {
+            obj["metadata"]["resourceVersion"] = Value::String("1".into());
+        }
+        self.objects.entry(key).or_default().insert((ns, name), obj);
+    }
+
+    fn load_log(&mut self, rel: &Path, text: &str) {
+        // must-gather: namespaces/<ns>/pods/<pod>/<container>/<container>/logs/{current,previous}.log
+        // insights:    .../namespaces/<ns>/pods/<pod>/containers/<container>/logs/<x>.log
+        let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        let Some(i) = parts.iter().position(|p| *p == "namespaces") else { return };
+        if parts.get(i + 2) != Some(&"pods") {
+            return;
+        }
+        let (Some(ns), Some(pod)) = (parts.get(i + 1), parts.get(i + 3)) else { return };
+        let container = match parts.get(i + 4) {
+            Some(&"containers") => parts.get(i + 5),
+            other => other,
+        };
+        let Some(container) = container else { return };
+        let logs = self.logs.entry((ns.to_string(), pod.to_string(), container.to_string())).or_default();
+        let file = parts.last().copied().unwrap_or("");
+        if file.starts_with("previous") {
+            logs.previous = Some(text.to_string());
+        } else {
+            logs.current = Some(text.to_string());
+        }
+    }
+
+    /// The type for a group/version/plural.
+    pub fn type_of(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        self.types.get(&(group.to_string(), version.to_string(), plural.to_string()))
+    }
+
+    /// Number of objects of all types.
+    pub fn object_count(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+}
+
+fn from_self_link(obj: &Value) -> Option<(String, String)> {
+    let link = obj.pointer("/metadata/selfLink")?.as_str()?;
+    let parts: Vec<&str> = link.trim_start_matches('/').split('/').collect();
+    let (api, rest) = match *parts.first()? {
+        "api" => (parts.get(1)?.to_string(), &parts[2..]),
+        "apis" => (format!("{}/{}", parts.get(1)?, parts.get(2)?), &parts[3..]),
+        _ => return None,
+    };
+    let plural = if rest.first() == Some(&"namespaces") && rest.len() >= 4 { rest[2] } else { rest.first()? };
+    let kind = kind_from_name(plural).map(|(_, k)| k.to_string())?;
+    Some((api, kind))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_follow_kubernetes_rules() {
+        assert_eq!(plural_of("Pod"), "pods");
+        assert_eq!(plural_of("Ingress"), "ingresses");
+        assert_eq!(plural_of("NetworkPolicy"), "networkpolicies");
+        assert_eq!(plural_of("Endpoints"), "endpoints");
+        assert_eq!(plural_of("ClusterOperator"), "clusteroperators");
+        assert_eq!(plural_of("Gateway"), "gateways");
+    }
+
+    #[test]
+    fn lists_single_objects_and_logs_load() {
+        let store = Store::from_files([
+            (
+                "namespaces/a/core/pods.yaml",
+                "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: p1, namespace: a}\n",
+            ),
+            ("cluster-scoped-resources/core/nodes/n1.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n"),
+            ("config/clusteroperator/ingress.json", r#"{"metadata": {"name": "ingress"}}"#),
+            ("namespaces/a/pods/p1/c/c/logs/current.log", "hello\n"),
+        ]);
+        assert!(store.type_of("", "v1", "pods").unwrap().namespaced);
+        assert!(!store.type_of("", "v1", "nodes").unwrap().namespaced);
+        assert!(store.type_of("config.openshift.io", "v1", "clusteroperators").is_some());
+        assert_eq!(store.logs[&("a".into(), "p1".into(), "c".into())].current.as_deref(), Some("hello\n"));
+    }
+}
