@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod kubernetes;
+pub mod prometheus;
 pub mod secret;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub enum Error {
 pub enum Client {
     Http(http::HttpBackend),
     Kubernetes(kubernetes::KubernetesBackend),
+    Prometheus(prometheus::PrometheusBackend),
     /// A backend type this build cannot call yet, or one whose setup failed.
     Unavailable {
         name: String,
@@ -63,9 +65,10 @@ impl Client {
                 Ok(c) => Client::Kubernetes(c),
                 Err(e) => unavailable(e),
             },
-            BackendSpec::Prometheus(_) => {
-                unavailable("the prometheus backend is not implemented in this build yet".into())
-            }
+            BackendSpec::Prometheus(p) => match prometheus::PrometheusBackend::new(name, p) {
+                Ok(c) => Client::Prometheus(c),
+                Err(e) => unavailable(e),
+            },
         }
     }
 
@@ -74,6 +77,7 @@ impl Client {
         match self {
             Client::Http(h) => h.call(request, timeout).await,
             Client::Kubernetes(k) => k.call(request, timeout).await,
+            Client::Prometheus(p) => p.call(request, timeout).await,
             Client::Unavailable { name, reason } => {
                 Err(Error::Unavailable { backend: name.clone(), reason: reason.clone() })
             }
@@ -85,6 +89,7 @@ impl Client {
         match self {
             Client::Http(h) => h.describe(request),
             Client::Kubernetes(k) => k.describe(request),
+            Client::Prometheus(p) => p.describe(request),
             Client::Unavailable { reason, .. } => serde_json::json!({"request": request, "unavailable": reason}),
         }
     }

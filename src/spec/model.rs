@@ -354,6 +354,11 @@ pub struct PrometheusCallSpec {
     pub step: Option<String>,
     /// Series matchers / label name for label-values.
     pub label: Option<String>,
+    /// Range queries: return raw points instead of per-series summaries.
+    pub raw: Option<Value>,
+    /// Apply the backend's guardrails to `query` (for tools that accept raw PromQL).
+    #[serde(default)]
+    pub guarded: bool,
 }
 
 /// Output shaping.
@@ -733,6 +738,38 @@ pub struct PrometheusBackendSpec {
     /// Maximum points per series for range queries (the step grows to fit).
     #[serde(default = "default_max_points")]
     pub max_points: u32,
+    /// Limits for steps marked `guarded` (raw PromQL from the model). A mode may relax them.
+    #[serde(default)]
+    pub guardrails: GuardrailsSpec,
+}
+
+/// Guardrails for raw PromQL.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuardrailsSpec {
+    /// Refuse matchers that match everything (`=~".*"`, `=~".+"`, `!~""`).
+    #[serde(default = "yes")]
+    pub deny_blanket_regex: bool,
+    /// Every vector selector needs at least one label matcher besides the metric name.
+    #[serde(default = "yes")]
+    pub require_label_matcher: bool,
+    /// Refuse answers with more series than this.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+}
+
+impl Default for GuardrailsSpec {
+    fn default() -> Self {
+        GuardrailsSpec { deny_blanket_regex: true, require_label_matcher: true, max_series: default_max_series() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_series() -> usize {
+    200
 }
 
 fn default_timeout() -> String {
