@@ -14,6 +14,9 @@ use super::{Error, text_field};
 use crate::engine::quantity::parse_duration;
 use crate::spec::model::{GuardrailsSpec, PrometheusBackendSpec};
 
+/// An API call: path, query parameters, and whether raw points were asked for.
+type Plan = (String, Vec<(String, String)>, bool);
+
 /// A configured Prometheus binding.
 pub struct PrometheusBackend {
     name: String,
@@ -148,7 +151,7 @@ impl PrometheusBackend {
     }
 
     /// The API path and query parameters of a rendered request.
-    fn plan(&self, req: &Value) -> Result<(String, Vec<(String, String)>, bool), Error> {
+    fn plan(&self, req: &Value) -> Result<Plan, Error> {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
         let endpoint = text_field(req, "endpoint").unwrap_or_else(|| "query".into());
         let query = text_field(req, "query").unwrap_or_default();
