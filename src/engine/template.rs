@@ -51,6 +51,8 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("age_seconds", quantity::age_seconds_filter);
     env.add_filter("percent", percent);
     env.add_filter("truncate_list", truncate_list);
+    env.add_filter("flatten", flatten);
+    env.add_filter("clip", clip);
     env.add_function("now", quantity::now_function);
     env
 }
@@ -404,6 +406,31 @@ fn pick(v: Value, paths: Rest<String>) -> Result<Value, Error> {
 /// `part | percent(total)`: 100 * part / total rounded to one decimal (0 when total is 0).
 fn percent(part: f64, total: f64) -> f64 {
     if total == 0.0 { 0.0 } else { (1000.0 * part / total).round() / 10.0 }
+}
+
+/// `[[1, 2], [3]] | flatten`: one level of nesting removed (non-lists kept as items).
+fn flatten(items: Value) -> Result<Value, Error> {
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        if matches!(item.kind(), minijinja::value::ValueKind::Seq) {
+            out.extend(item.try_iter()?);
+        } else if !(item.is_none() || item.is_undefined()) {
+            out.push(item);
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// `text | clip(200)`: at most n characters, with `…` when cut (keeps answers small).
+fn clip(v: Value, n: usize) -> Value {
+    if v.is_none() || v.is_undefined() {
+        return v;
+    }
+    let s = v.to_string();
+    if s.chars().count() <= n {
+        return Value::from(s);
+    }
+    Value::from(format!("{}…", s.chars().take(n).collect::<String>()))
 }
 
 /// `items | truncate_list(20)`: the first n items.

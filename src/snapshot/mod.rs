@@ -117,7 +117,43 @@ fn kind_from_name(name: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// Types every Kubernetes API server serves, present (possibly empty) in every snapshot.
+const BUILTIN_TYPES: &[(&str, &str, &str, bool)] = &[
+    ("", "v1", "Pod", true),
+    ("", "v1", "Node", false),
+    ("", "v1", "Namespace", false),
+    ("", "v1", "Event", true),
+    ("", "v1", "Service", true),
+    ("", "v1", "ConfigMap", true),
+    ("", "v1", "Secret", true),
+    ("", "v1", "PersistentVolumeClaim", true),
+    ("", "v1", "PersistentVolume", false),
+    ("", "v1", "ResourceQuota", true),
+    ("", "v1", "LimitRange", true),
+    ("apps", "v1", "Deployment", true),
+    ("apps", "v1", "StatefulSet", true),
+    ("apps", "v1", "DaemonSet", true),
+    ("apps", "v1", "ReplicaSet", true),
+    ("batch", "v1", "Job", true),
+    ("batch", "v1", "CronJob", true),
+];
+
 impl Store {
+    /// An empty store that already knows the built-in types.
+    pub fn with_builtin_types() -> Store {
+        let mut store = Store::default();
+        for (group, version, kind, namespaced) in BUILTIN_TYPES {
+            let plural = plural_of(kind);
+            let key = (group.to_string(), version.to_string(), plural.clone());
+            store.types.insert(
+                key.clone(),
+                ResourceType { group: group.to_string(), version: version.to_string(), kind: kind.to_string(), plural, namespaced: *namespaced },
+            );
+            store.objects.entry(key).or_default();
+        }
+        store
+    }
+
     /// Load a snapshot directory. Unreadable files are recorded in `skipped`, never fatal.
     pub fn load(dir: &Path) -> std::io::Result<Store> {
         if !dir.is_dir() {
@@ -126,7 +162,7 @@ impl Store {
                 format!("{} is not a directory", dir.display()),
             ));
         }
-        let mut store = Store::default();
+        let mut store = Store::with_builtin_types();
         let mut files = Vec::new();
         walk(dir, &mut files);
         for file in files {
@@ -137,7 +173,7 @@ impl Store {
 
     /// Load in-memory files (path relative to the snapshot root, contents).
     pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Store {
-        let mut store = Store::default();
+        let mut store = Store::with_builtin_types();
         for (path, text) in files {
             store.load_text(Path::new(path), text);
         }
