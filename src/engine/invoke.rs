@@ -232,7 +232,7 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
         let mctx = crate::engine::template::to_value(&ctx);
         let fail = |e: minijinja::Error| Error::Output { field: field.clone(), message: template_error(&e) };
         let v = match spec {
-            crate::spec::model::FieldSpec::Each(each) => rows(each, &mctx, &inputs).map_err(fail)?,
+            crate::spec::model::FieldSpec::Each(each) => rows(each, &mctx, ctx.keys()).map_err(fail)?,
             _ => template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?,
         };
         ctx.insert(field.clone(), v.clone());
@@ -269,18 +269,19 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
     Ok(Outcome { structured, text: text.trim_end().to_string(), content, error })
 }
 
-/// Evaluate an `each` field: one row per list element that passes `where`.
-fn rows(
+/// Evaluate an `each` field: one row per list element that passes `where`. Rows see the
+/// whole context (inputs, steps, earlier fields) plus the element.
+fn rows<'a>(
     spec: &crate::spec::model::EachFieldSpec,
     ctx: &minijinja::Value,
-    inputs: &Map<String, Value>,
+    names: impl Iterator<Item = &'a String>,
 ) -> Result<Value, minijinja::Error> {
     let env = template::shaping_env();
     let list = template::eval_shaping(&spec.each, ctx)?;
     if list.is_none() || list.is_undefined() {
         return Ok(Value::Array(Vec::new()));
     }
-    // Compile once, evaluate per element against a small scope (element + inputs).
+    // Compile once; per element, a shallow scope of shared (reference-counted) values.
     let filter = spec.where_.as_deref().map(|w| env.compile_expression(w)).transpose()?;
     let fields = spec
         .fields
@@ -288,7 +289,7 @@ fn rows(
         .map(|(k, e)| Ok((k.as_str(), env.compile_expression(e)?)))
         .collect::<Result<Vec<_>, minijinja::Error>>()?;
     let mut scope: std::collections::BTreeMap<String, minijinja::Value> =
-        inputs.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
+        names.map(|k| (k.clone(), ctx.get_attr(k).unwrap_or_default())).collect();
     let mut out = Vec::new();
     for item in list.try_iter()? {
         scope.insert(spec.as_name.clone(), item);

@@ -119,6 +119,8 @@ pub struct Resource {
     pub mime_type: String,
     pub labels: BTreeMap<String, String>,
     pub proc: Procedure,
+    /// A tool whose result this resource serves, with fixed arguments.
+    pub tool: Option<(Arc<Tool>, serde_json::Map<String, Value>)>,
 }
 
 impl Resource {
@@ -239,6 +241,7 @@ mod tests {
             mime_type: "application/json".into(),
             labels: BTreeMap::new(),
             proc: crate::spec::compile::empty_procedure(),
+            tool: None,
         }
     }
 

@@ -421,12 +421,14 @@ fn flatten(items: Value) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
-/// `text | clip(200)`: at most n characters, with `…` when cut (keeps answers small).
+/// `text | clip(200)`: one line of at most n characters, with `…` when cut (keeps answers
+/// small).
 fn clip(v: Value, n: usize) -> Value {
     if v.is_none() || v.is_undefined() {
         return v;
     }
-    let s = v.to_string();
+    // One line: newlines and runs of spaces become one space.
+    let s = v.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
     if s.chars().count() <= n {
         return Value::from(s);
     }

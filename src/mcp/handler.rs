@@ -134,7 +134,15 @@ impl Handler {
                 None,
             ));
         };
-        let outcome = invoke::run(&active, &res.proc, &args, None, ct)
+        let (proc, args) = match &res.tool {
+            Some((tool, fixed)) => {
+                let mut all = fixed.clone();
+                all.extend(args);
+                (&tool.proc, all)
+            }
+            None => (&res.proc, args),
+        };
+        let outcome = invoke::run(&active, proc, &args, None, ct)
             .await
             .map_err(|e| McpError::internal_error(format!("reading `{uri}` failed: {e}"), None))?;
         if let Some(err) = outcome.error {
@@ -151,7 +159,7 @@ impl Handler {
                 .map_err(|e| McpError::internal_error(format!("resource `{uri}` has invalid contents: {e}"), None))?;
             return Ok(ReadResourceResult::new(contents));
         }
-        let text = if res.proc.output.text.is_some() {
+        let text = if res.mime_type.starts_with("text/") && (res.tool.is_some() || res.proc.output.text.is_some()) {
             outcome.text
         } else {
             serde_json::to_string_pretty(&outcome.structured).unwrap_or_default()

@@ -147,7 +147,13 @@ impl Store {
             let key = (group.to_string(), version.to_string(), plural.clone());
             store.types.insert(
                 key.clone(),
-                ResourceType { group: group.to_string(), version: version.to_string(), kind: kind.to_string(), plural, namespaced: *namespaced },
+                ResourceType {
+                    group: group.to_string(),
+                    version: version.to_string(),
+                    kind: kind.to_string(),
+                    plural,
+                    namespaced: *namespaced,
+                },
             );
             store.objects.entry(key).or_default();
         }

@@ -59,7 +59,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
         if reg.resources.contains_key(&r.doc.metadata.name) {
             continue;
         }
-        if let Some(res) = compile_resource(r, &reg.backends, diags) {
+        if let Some(res) = compile_resource(r, &reg.backends, &reg.tools, diags) {
             reg.resources.insert(res.name.clone(), Arc::new(res));
         }
     }
@@ -125,7 +125,7 @@ fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
 /// Patterns implied by known string formats.
 pub fn format_pattern(format: &str) -> Option<&'static str> {
     Some(match format {
-        "k8s-name" => r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        "k8s-name" => r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$",
         "k8s-namespace" => r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$",
         "label-selector" => r"^[A-Za-z0-9._/ ,!=()-]*$",
         "field-selector" => r"^[A-Za-z0-9._/ ,!=:-]*$",
@@ -500,9 +500,8 @@ fn compile_procedure(
                     &mut sink,
                     diags,
                 );
-                let mut row_scope: HashSet<String> = input_names.clone();
+                let mut row_scope: HashSet<String> = declared.clone();
                 row_scope.insert(e.as_name.clone());
-                row_scope.extend(globals.iter().cloned());
                 if let Some(w) = &e.where_ {
                     check_template(
                         src,
@@ -765,9 +764,27 @@ fn compile_tool(
 fn compile_resource(
     r: &Located<ResourceDoc>,
     backends: &IndexMap<String, BackendBinding>,
+    tools: &IndexMap<String, Arc<Tool>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Resource> {
     let spec = &r.doc.spec;
+    let tool = match &spec.tool {
+        None => None,
+        Some(t) if !spec.steps.is_empty() => {
+            diags.push(r.src.diag("/spec/tool", "a resource has either `tool` or `steps`, not both", None));
+            let _ = t;
+            return None;
+        }
+        Some(t) => match tools.get(&t.name) {
+            Some(found) => Some((found.clone(), t.args.clone())),
+            None => {
+                let names: Vec<&str> = tools.keys().map(String::as_str).collect();
+                let hint = super::load::did_you_mean(&t.name, &names).map(|n| format!("did you mean `{n}`?"));
+                diags.push(r.src.diag_in_value("/spec/tool/name", format!("unknown tool `{}`", t.name), hint));
+                return None;
+            }
+        },
+    };
     let params: Vec<String> = regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
         .expect("regex")
         .captures_iter(&spec.uri)
@@ -800,7 +817,7 @@ fn compile_resource(
             max_items: None,
         });
     }
-    let proc = compile_procedure(
+    let mut proc = compile_procedure(
         ProcedureInput {
             src: &r.src,
             inputs: &inputs,
@@ -816,6 +833,14 @@ fn compile_resource(
         .mime_type
         .clone()
         .unwrap_or_else(|| if spec.output.text.is_some() { "text/plain".into() } else { "application/json".into() });
+    if let Some((t, _)) = &tool {
+        // A tool-backed resource is exposed exactly when its tool's backends are.
+        for b in &t.proc.requires {
+            if !proc.requires.contains(b) {
+                proc.requires.push(b.clone());
+            }
+        }
+    }
     Some(Resource {
         name: r.doc.metadata.name.clone(),
         uri: spec.uri.clone(),
@@ -825,6 +850,7 @@ fn compile_resource(
         mime_type,
         labels: r.doc.metadata.labels.clone(),
         proc,
+        tool,
     })
 }
 

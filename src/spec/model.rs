@@ -502,6 +502,9 @@ pub struct ResourceSpec {
     /// Backends needed (as for tools).
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Serve a tool's structured result (or its text, with mimeType text/plain) instead of
+    /// own steps; URI parameters become the tool's arguments.
+    pub tool: Option<ToolRefSpec>,
     /// Typed constraints for URI template parameters.
     #[serde(default)]
     pub input: IndexMap<String, InputSpec>,
@@ -511,6 +514,17 @@ pub struct ResourceSpec {
     /// Output, as for tools: `text` is the content; without it the structured JSON is.
     #[serde(default)]
     pub output: OutputSpec,
+}
+
+/// A tool call that backs a resource.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolRefSpec {
+    /// Tool name.
+    pub name: String,
+    /// Fixed arguments (URI parameters are added).
+    #[serde(default)]
+    pub args: serde_json::Map<String, Value>,
 }
 
 /// Body of a Prompt.
