@@ -226,15 +226,17 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
             structured.insert(s.name.clone(), ctx.get(&s.name).cloned().unwrap_or(Value::Null));
         }
     }
-    let inputs: Map<String, Value> =
-        proc.inputs.keys().filter_map(|k| ctx.get(k).map(|v| (k.clone(), v.clone()))).collect();
+    // Template values are converted once; each new field is added as it is computed.
+    let mut scope: std::collections::BTreeMap<String, minijinja::Value> =
+        ctx.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     for (field, spec) in &proc.output.structured {
-        let mctx = crate::engine::template::to_value(&ctx);
+        let mctx = minijinja::Value::from(scope.clone());
         let fail = |e: minijinja::Error| Error::Output { field: field.clone(), message: template_error(&e) };
         let v = match spec {
             crate::spec::model::FieldSpec::Each(each) => rows(each, &mctx, ctx.keys()).map_err(fail)?,
             _ => template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?,
         };
+        scope.insert(field.clone(), template::to_value(&v));
         ctx.insert(field.clone(), v.clone());
         structured.insert(field.clone(), v);
     }
