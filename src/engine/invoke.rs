@@ -237,8 +237,11 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
             _ => template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?,
         };
         scope.insert(field.clone(), template::to_value(&v));
-        ctx.insert(field.clone(), v.clone());
-        structured.insert(field.clone(), v);
+        // Fields named `_...` are intermediate: usable by later fields, not returned.
+        if !field.starts_with('_') {
+            structured.insert(field.clone(), v.clone());
+        }
+        ctx.insert(field.clone(), v);
     }
     if !sections.is_empty() {
         structured.insert("sections".into(), Value::Object(sections));

@@ -527,7 +527,9 @@ fn compile_procedure(
             }
         };
         declared.insert(field.clone());
-        props.insert(field.clone(), schema);
+        if !field.starts_with('_') {
+            props.insert(field.clone(), schema);
+        }
     }
     if let Some(text) = &p.output.text {
         check_template(src, "/spec/output/text", text, false, &declared, &HashSet::new(), &mut sink, diags);

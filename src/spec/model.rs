@@ -366,7 +366,8 @@ pub struct PrometheusCallSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutputSpec {
     /// Structured result fields: name -> minijinja expression over inputs, step results and
-    /// earlier fields. Becomes MCP structuredContent.
+    /// earlier fields. Becomes MCP structuredContent; fields named `_...` are intermediate
+    /// (usable by later fields and the text, not returned).
     #[serde(default)]
     pub structured: IndexMap<String, FieldSpec>,
     /// Compact text rendering (minijinja template over inputs, steps and fields). Defaults
