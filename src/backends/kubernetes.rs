@@ -77,7 +77,12 @@ impl KubernetesBackend {
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
         let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| Error::InvalidRequest {
             backend: self.name.clone(),
-            message: format!("the cluster does not serve {kind} in {api_version}: {}", kube_message(&e)),
+            message: match &e {
+                kube::Error::Discovery(_) => {
+                    format!("the cluster does not serve {kind} in {api_version} (is its CRD or operator installed?)")
+                }
+                _ => format!("discovering {kind} in {api_version} failed: {}", kube_message(&e)),
+            },
         })?;
         let namespaced = caps.scope == Scope::Namespaced;
         self.discovered.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (ar.clone(), namespaced));
