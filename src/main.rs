@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr only: stdout carries command output and stdio MCP.
-    let filter = cli.log.clone().or_else(|| std::env::var("CHM_LOG").ok()).unwrap_or_else(|| "info".into());
+    // A server logs its lifecycle; one-shot commands only warn.
+    let default = if matches!(cli.command, cli::Command::Serve(_)) { "info" } else { "warn" };
+    let filter = cli.log.clone().or_else(|| std::env::var("CHM_LOG").ok()).unwrap_or_else(|| default.into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))

@@ -27,6 +27,9 @@ pub struct Settings {
     /// Poll the spec directories every this many seconds instead of native file events
     /// (for NFS and filesystems without inotify).
     pub reload_poll_seconds: Option<u64>,
+    /// Largest tool answer in estimated tokens (4 bytes each); larger answers are cut
+    /// deterministically and say how to narrow the query.
+    pub response_budget_tokens: usize,
     /// Streamable HTTP settings.
     pub http: HttpSettings,
 }
@@ -57,6 +60,7 @@ impl Default for Settings {
             log: "info".into(),
             reload: true,
             reload_poll_seconds: None,
+            response_budget_tokens: crate::engine::DEFAULT_RESPONSE_BUDGET / 4,
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
                 stateless: false,
@@ -83,7 +87,8 @@ impl Settings {
             fig = fig.merge(Yaml::file_exact(path));
         }
         // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
-        const KEYS: [&str; 6] = ["mode", "specs", "log", "reload", "reload_poll_seconds", "http__"];
+        const KEYS: [&str; 7] =
+            ["mode", "specs", "log", "reload", "reload_poll_seconds", "response_budget_tokens", "http__"];
         let env = Env::prefixed(ENV_PREFIX)
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();

@@ -120,10 +120,12 @@ pub(crate) fn load_registry(settings: &Settings) -> Result<crate::engine::Regist
 /// Activate the settings' mode over a fresh registry.
 pub(crate) fn activate(settings: &Settings) -> Result<crate::engine::Active, ExitCode> {
     let reg = load_registry(settings)?;
-    crate::engine::Active::new(std::sync::Arc::new(reg), &settings.mode).map_err(|e| {
-        let _ = writeln!(std::io::stderr(), "error: {e}");
-        ExitCode::from(2)
-    })
+    crate::engine::Active::new(std::sync::Arc::new(reg), &settings.mode).map(|a| a.with_settings(settings)).map_err(
+        |e| {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::from(2)
+        },
+    )
 }
 
 /// Parse `--args` JSON into an object.

@@ -166,7 +166,22 @@ pub async fn run(
         ctx.insert(k, v);
     }
     ctx.insert("sections".into(), Value::Object(sections.clone()));
-    shape(proc, ctx, sections)
+    let mut outcome = shape(proc, ctx, sections)?;
+    let narrow: Vec<String> = proc
+        .inputs
+        .iter()
+        .filter(|(_, i)| {
+            matches!(
+                i.ty,
+                crate::spec::model::InputType::String
+                    | crate::spec::model::InputType::Integer
+                    | crate::spec::model::InputType::Array
+            )
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    super::budget::enforce(&mut outcome, active.response_budget, &narrow);
+    Ok(outcome)
 }
 
 enum StepOutcome {

@@ -1,5 +1,6 @@
 //! The generic engine: templates, extraction, the compiled registry and the executor.
 
+pub mod budget;
 pub mod extract;
 pub mod invoke;
 pub mod quantity;
@@ -25,7 +26,12 @@ pub struct Active {
     pub tools: IndexMap<String, Arc<Tool>>,
     pub resources: IndexMap<String, Arc<Resource>>,
     pub prompts: IndexMap<String, Arc<Prompt>>,
+    /// Largest answer (structured JSON plus text, in bytes) before deterministic truncation.
+    pub response_budget: usize,
 }
+
+/// Default response budget: about 6,000 tokens at 4 bytes per token.
+pub const DEFAULT_RESPONSE_BUDGET: usize = 24_000;
 
 impl Active {
     /// Activate `mode_name` over a registry.
@@ -54,7 +60,22 @@ impl Active {
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         let backends = Backends::build(&mode.backends);
-        Ok(Active { registry, mode, backends, exposure, tools, resources, prompts })
+        Ok(Active {
+            registry,
+            mode,
+            backends,
+            exposure,
+            tools,
+            resources,
+            prompts,
+            response_budget: DEFAULT_RESPONSE_BUDGET,
+        })
+    }
+
+    /// Apply server settings (the response budget).
+    pub fn with_settings(mut self, settings: &crate::settings::Settings) -> Active {
+        self.response_budget = settings.response_budget_tokens.saturating_mul(4).max(1024);
+        self
     }
 
     /// `backends` as templates see it: every known binding name -> enabled in this mode.

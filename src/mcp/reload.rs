@@ -44,7 +44,7 @@ pub fn spawn(state: Arc<State>, settings: Settings) -> Option<tokio::task::JoinH
                 }
                 _ = hup_recv => tracing::info!("SIGHUP: reloading specs"),
             }
-            reload(&state, &paths, &settings.mode);
+            reload(&state, &paths, &settings);
         }
     }))
 }
@@ -88,9 +88,9 @@ fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>, poll: Option<u64>) ->
 }
 
 /// Re-validate everything and swap, or keep the last good registry.
-pub fn reload(state: &State, paths: &[PathBuf], mode: &str) {
+pub fn reload(state: &State, paths: &[PathBuf], settings: &Settings) {
     match crate::spec::compile::load_registry(paths) {
-        Ok(reg) => match Active::new(Arc::new(reg), mode) {
+        Ok(reg) => match Active::new(Arc::new(reg), &settings.mode).map(|a| a.with_settings(settings)) {
             Ok(active) => {
                 tracing::info!(
                     tools = active.tools.len(),
