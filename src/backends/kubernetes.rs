@@ -245,6 +245,14 @@ impl KubernetesBackend {
         }
     }
 
+    /// The snapshot's capture time, once its store is loaded (None for live clusters).
+    pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let KubernetesSourceSpec::Snapshot(s) = &self.source else { return None };
+        let snaps = SNAPSHOTS.lock().unwrap_or_else(|e| e.into_inner());
+        let store = snaps.get(&s.path)?.read().unwrap_or_else(|e| e.into_inner()).captured_at;
+        store
+    }
+
     /// What a request would do (for `render`).
     pub fn describe(&self, req: &Value) -> Value {
         json!({"kubernetes": req, "source": source_label(&self.source)})

@@ -107,6 +107,14 @@ impl Backends {
         Backends { clients: enabled.iter().map(|(n, s)| (n.clone(), Arc::new(Client::build(n, s)))).collect() }
     }
 
+    /// The time "now" means for ages: a snapshot's capture time, else None (the clock).
+    pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.clients.values().find_map(|c| match c.as_ref() {
+            Client::Kubernetes(k) => k.reference_time(),
+            _ => None,
+        })
+    }
+
     /// The client for a binding, or an unavailable error naming why.
     pub fn get(&self, name: &str) -> Result<&Arc<Client>, Error> {
         self.clients.get(name).ok_or_else(|| Error::Unavailable {

@@ -166,6 +166,9 @@ pub async fn run(
         ctx.insert(k, v);
     }
     ctx.insert("sections".into(), Value::Object(sections.clone()));
+    if let Some(t) = active.backends.reference_time() {
+        ctx.insert(super::quantity::CLOCK_VAR.into(), Value::String(t.to_rfc3339()));
+    }
     let mut outcome = shape(proc, ctx, sections)?;
     let narrow: Vec<String> = proc
         .inputs

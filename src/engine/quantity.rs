@@ -1,7 +1,18 @@
 //! Kubernetes quantities, durations and ages, as template filters.
 
 use chrono::{DateTime, Utc};
-use minijinja::{Error, ErrorKind, Value};
+use minijinja::{Error, ErrorKind, State, Value};
+
+/// Context variable holding the reference time (a snapshot's capture time).
+pub const CLOCK_VAR: &str = "_clock";
+
+/// "Now" for ages: the context's reference time if set, else the system clock.
+fn now(state: &State) -> DateTime<Utc> {
+    state
+        .lookup(CLOCK_VAR)
+        .and_then(|v| v.as_str().and_then(|s| s.parse::<DateTime<Utc>>().ok()))
+        .unwrap_or_else(Utc::now)
+}
 
 fn invalid(msg: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg)
@@ -90,18 +101,18 @@ pub fn duration_seconds_filter(v: &str) -> Result<f64, Error> {
 }
 
 /// Seconds since an RFC 3339 timestamp.
-pub fn age_seconds_filter(v: Value) -> Result<Value, Error> {
+pub fn age_seconds_filter(state: &State, v: Value) -> Result<Value, Error> {
     if v.is_none() || v.is_undefined() {
         return Ok(Value::from(()));
     }
     let s = v.to_string();
     let t: DateTime<Utc> = s.parse().map_err(|e| invalid(format!("`{s}` is not an RFC 3339 time: {e}")))?;
-    Ok(Value::from((Utc::now() - t).num_seconds()))
+    Ok(Value::from((now(state) - t).num_seconds()))
 }
 
 /// `creationTimestamp | age` -> `3d4h` (kubectl style: two most significant units).
-pub fn age_filter(v: Value) -> Result<Value, Error> {
-    let secs = age_seconds_filter(v)?;
+pub fn age_filter(state: &State, v: Value) -> Result<Value, Error> {
+    let secs = age_seconds_filter(state, v)?;
     if secs.is_none() {
         return Ok(secs);
     }
@@ -124,8 +135,8 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 /// `now()`: the current time, RFC 3339 UTC.
-pub fn now_function() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+pub fn now_function(state: &State) -> String {
+    now(state).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

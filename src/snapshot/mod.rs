@@ -54,6 +54,10 @@ pub struct Store {
     pub skipped: Vec<(PathBuf, String)>,
     /// Monotonic resourceVersion for writes.
     pub revision: u64,
+    /// When the snapshot was taken (a must-gather's `timestamp` file); ages are computed
+    /// against it so an old capture reads as it did then.
+    pub captured_at: Option<chrono::DateTime<chrono::Utc>>,
+    timestamp_depth: usize,
 }
 
 /// Kinds whose objects live outside namespaces (used when a file does not say).
@@ -196,6 +200,22 @@ impl Store {
 
     fn load_text(&mut self, rel: &Path, text: &str) {
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "timestamp" {
+            // "2021-08-03 12:14:13.632016778 +0200 CEST m=+138.3": the last line is when
+            // gathering finished; the shallowest file wins.
+            let depth = rel.components().count();
+            let parsed = text.lines().rev().find_map(|l| {
+                let parts: Vec<&str> = l.split_whitespace().take(3).collect();
+                chrono::DateTime::parse_from_str(&parts.join(" "), "%Y-%m-%d %H:%M:%S%.f %z").ok()
+            });
+            if let Some(t) = parsed
+                && (self.captured_at.is_none() || depth <= self.timestamp_depth)
+            {
+                self.captured_at = Some(t.with_timezone(&chrono::Utc));
+                self.timestamp_depth = depth;
+            }
+            return;
+        }
         if name.ends_with(".log") {
             self.load_log(rel, text);
             return;
