@@ -249,8 +249,7 @@ impl KubernetesBackend {
     pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let KubernetesSourceSpec::Snapshot(s) = &self.source else { return None };
         let snaps = SNAPSHOTS.lock().unwrap_or_else(|e| e.into_inner());
-        let store = snaps.get(&s.path)?.read().unwrap_or_else(|e| e.into_inner()).captured_at;
-        store
+        snaps.get(&s.path).and_then(|st| st.read().unwrap_or_else(|e| e.into_inner()).captured_at)
     }
 
     /// What a request would do (for `render`).
