@@ -73,6 +73,14 @@ pub struct Procedure {
     pub requires: Vec<String>,
 }
 
+impl Procedure {
+    /// Whether results carry structured content (and the tool an outputSchema): text-only
+    /// procedures with neither steps nor structured fields do not.
+    pub fn has_structured_output(&self) -> bool {
+        !self.output.structured.is_empty() || !self.steps.is_empty()
+    }
+}
+
 /// One compiled step.
 #[derive(Debug, Clone)]
 pub struct Step {

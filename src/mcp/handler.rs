@@ -42,8 +42,10 @@ fn mcp_tool(t: &registry::Tool) -> Tool {
         annotations.title = Some(title.clone());
     }
     let mut tool = Tool::new(t.name.clone(), t.description.clone(), Arc::new(t.proc.input_schema.clone()))
-        .with_raw_output_schema(Arc::new(t.proc.output_schema.clone()))
         .with_annotations(annotations);
+    if t.proc.has_structured_output() {
+        tool = tool.with_raw_output_schema(Arc::new(t.proc.output_schema.clone()));
+    }
     if let Some(title) = &t.title {
         tool = tool.with_title(title.clone());
     }
@@ -112,7 +114,9 @@ impl Handler {
                     }
                 }
                 let mut r = CallToolResult::success(content);
-                r.structured_content = Some(o.structured);
+                if tool.proc.has_structured_output() {
+                    r.structured_content = Some(o.structured);
+                }
                 r
             }
             Err(e) => error_result(&e),
@@ -389,12 +393,22 @@ impl ServerHandler for Handler {
         let mut rx = self.state.changes.subscribe();
         let peer = ctx.peer.clone();
         tokio::spawn(async move {
-            while rx.recv().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
+            while let Ok(changed) = rx.recv().await {
+                let sent = async {
+                    if changed.tools {
+                        peer.notify_tool_list_changed().await?;
+                    }
+                    if changed.prompts {
+                        peer.notify_prompt_list_changed().await?;
+                    }
+                    if changed.resources {
+                        peer.notify_resource_list_changed().await?;
+                    }
+                    Ok::<(), rmcp::service::ServiceError>(())
+                };
+                if sent.await.is_err() {
+                    break; // the session is gone
                 }
-                let _ = peer.notify_prompt_list_changed().await;
-                let _ = peer.notify_resource_list_changed().await;
             }
         });
     }
@@ -410,12 +424,20 @@ impl ServerHandler for Handler {
             tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
                 r = rx.recv() => {
-                    if r.is_err() { return Ok(()); }
+                    let Ok(changed) = r else { return Ok(()) };
                     let sink = ctx.sink();
-                    if sink.accepted().tools_list_changed == Some(true) { let _ = sink.notify_tool_list_changed().await; }
-                    if sink.accepted().prompts_list_changed == Some(true) { let _ = sink.notify_prompt_list_changed().await; }
-                    if sink.accepted().resources_list_changed == Some(true) { let _ = sink.notify_resource_list_changed().await; }
+                    let accepted = sink.accepted().clone();
+                    if changed.tools && accepted.tools_list_changed == Some(true) {
+                        let _ = sink.notify_tool_list_changed().await;
+                    }
+                    if changed.prompts && accepted.prompts_list_changed == Some(true) {
+                        let _ = sink.notify_prompt_list_changed().await;
+                    }
+                    if changed.resources && accepted.resources_list_changed == Some(true) {
+                        let _ = sink.notify_resource_list_changed().await;
+                    }
                 }
+
             }
         }
     }

@@ -92,13 +92,9 @@ pub fn reload(state: &State, paths: &[PathBuf], settings: &Settings) {
     match crate::spec::compile::load_registry(paths) {
         Ok(reg) => match Active::new(Arc::new(reg), &settings.mode).map(|a| a.with_settings(settings)) {
             Ok(active) => {
-                tracing::info!(
-                    tools = active.tools.len(),
-                    resources = active.resources.len(),
-                    prompts = active.prompts.len(),
-                    "specs reloaded"
-                );
-                state.swap(active);
+                let (tools, resources, prompts) = (active.tools.len(), active.resources.len(), active.prompts.len());
+                let changed = state.swap(active);
+                tracing::info!(tools, resources, prompts, ?changed, "specs reloaded");
                 state.metrics.record_reload(true);
             }
             Err(e) => {

@@ -8,9 +8,44 @@ use tokio::sync::broadcast;
 use super::metrics::Metrics;
 use crate::engine::Active;
 
-/// What changed in a reload (clients are told about each list).
-#[derive(Debug, Clone, Copy)]
-pub struct Changed;
+/// Which lists a reload changed (clients are told only about those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changed {
+    pub tools: bool,
+    pub resources: bool,
+    pub prompts: bool,
+}
+
+/// A digest of what clients see of each list (names, descriptions, schemas).
+fn digests(a: &Active) -> [u64; 3] {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let h = |parts: Vec<String>| {
+        let mut hasher = DefaultHasher::new();
+        parts.hash(&mut hasher);
+        hasher.finish()
+    };
+    let tools = a
+        .tools
+        .values()
+        .map(|t| {
+            format!(
+                "{}|{:?}|{}|{:?}|{:?}|{:?}",
+                t.name, t.title, t.description, t.proc.input_schema, t.proc.output_schema, t.hints
+            )
+        })
+        .collect();
+    let resources = a
+        .resources
+        .values()
+        .map(|r| format!("{}|{}|{:?}|{:?}|{}", r.name, r.uri, r.title, r.description, r.mime_type))
+        .collect();
+    let prompts = a
+        .prompts
+        .values()
+        .map(|p| format!("{}|{:?}", p.name, serde_json::to_string(&p.spec).unwrap_or_default()))
+        .collect();
+    [h(tools), h(resources), h(prompts)]
+}
 
 /// Shared by all sessions and the HTTP endpoints.
 pub struct State {
@@ -39,11 +74,21 @@ impl State {
         self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Swap in a new registry and tell every session.
-    pub fn swap(&self, active: Active) {
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(active);
+    /// Swap in a new registry and tell every session about the lists that changed.
+    pub fn swap(&self, active: Active) -> Changed {
+        let new = digests(&active);
+        let old = {
+            let mut guard = self.active.write().unwrap_or_else(|e| e.into_inner());
+            let old = digests(&guard);
+            *guard = Arc::new(active);
+            old
+        };
         self.reload_errors.write().unwrap_or_else(|e| e.into_inner()).clear();
-        let _ = self.changes.send(Changed);
+        let changed = Changed { tools: old[0] != new[0], resources: old[1] != new[1], prompts: old[2] != new[2] };
+        if changed.tools || changed.resources || changed.prompts {
+            let _ = self.changes.send(changed);
+        }
+        changed
     }
 
     /// Record a failed reload; the previous registry keeps serving.

@@ -400,7 +400,7 @@ apiVersion: cluster-health-mcp/v1
 kind: Tool
 metadata: {{name: cm-added}}
 spec:
-  description: Arrived through a ConfigMap update.
+  description: Arrived through ConfigMap update {version}.
   output:
     text: configmap {version}
 """
@@ -422,7 +422,9 @@ async def test_configmap_symlink_swap(chm_bin: str, server_logs: LogDir, tmp_pat
                 assert len(names) == len(set(names)), f"tools listed twice (symlinked paths loaded twice?): {names}"
                 assert "capacity-math" in names and "cm-added" not in names
 
-                for i, version in enumerate(["v2", "v3"]):  # the second swap checks the watcher survived the first
+                # The second swap checks the watcher survived the first. Each version changes the
+                # tool's description: the server notifies only when what clients list changes.
+                for i, version in enumerate(["v2", "v3"]):
                     configmap_publish(
                         root,
                         f"2026_01_01_00_00_0{i + 1}.00000000{i + 2}",
