@@ -24,7 +24,9 @@ fn collect_all(dir: &Path, out: &mut Vec<String>) {
     for p in entries {
         if p.is_dir() {
             collect_all(&p, out);
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json" | "log")) {
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json" | "log"))
+            || p.file_name().is_some_and(|n| n == "timestamp")
+        {
             out.push(p.to_string_lossy().into_owned());
         }
     }

@@ -53,6 +53,7 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("truncate_list", truncate_list);
     env.add_filter("flatten", flatten);
     env.add_filter("clip", clip);
+    env.add_filter("index_by", index_by);
     env.add_function("now", quantity::now_function);
     env
 }
@@ -433,6 +434,19 @@ fn clip(v: Value, n: usize) -> Value {
         return Value::from(s);
     }
     Value::from(format!("{}…", s.chars().take(n).collect::<String>()))
+}
+
+/// `rows | index_by('key')`: a map from each row's (dotted) attribute to the row, for joining
+/// two result sets (the last row wins on duplicate keys).
+fn index_by(items: Value, path: &str) -> Result<Value, Error> {
+    let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    for item in items.try_iter()? {
+        let key = lookup(&item, path);
+        if !(key.is_undefined() || key.is_none()) {
+            out.insert(key.to_string(), item);
+        }
+    }
+    Ok(Value::from(out))
 }
 
 /// `items | truncate_list(20)`: the first n items.

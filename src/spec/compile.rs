@@ -129,7 +129,7 @@ pub fn format_pattern(format: &str) -> Option<&'static str> {
         "k8s-namespace" => r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$",
         "label-selector" => r"^[A-Za-z0-9._/ ,!=()-]*$",
         "field-selector" => r"^[A-Za-z0-9._/ ,!=:-]*$",
-        "duration" | "promql-duration" => r"^([0-9]+(ms|s|m|h|d|w|y))+$",
+        "duration" | "promql-duration" => r"^(([0-9]+(ms|s|m|h|d|w|y))+)?$",
         _ => return None,
     })
 }
@@ -420,7 +420,18 @@ fn compile_procedure(
             check_template(src, &t.pointer, &t.source, false, &declared, &step_names, &mut deps, diags);
             // A template that does not parse was reported by check_template.
             let Some(ctx) = t.context else { continue };
-            let Ok(found) = template::escape_violations(&t.source, ctx, &tainted) else { continue };
+            // Raw PromQL from the model (`format: promql`) may reach only guarded steps.
+            let guarded = step.prometheus.as_ref().is_some_and(|p| p.guarded);
+            let step_tainted: HashSet<String> = if guarded && ctx == TextContext::Promql {
+                tainted
+                    .iter()
+                    .filter(|n| p.inputs.get(*n).and_then(|i| i.format.as_deref()) != Some("promql"))
+                    .cloned()
+                    .collect()
+            } else {
+                tainted.clone()
+            };
+            let Ok(found) = template::escape_violations(&t.source, ctx, &step_tainted) else { continue };
             for v in found {
                 diags.push(src.diag_in_value(
                     &t.pointer,
@@ -438,7 +449,10 @@ fn compile_procedure(
                 ));
             }
         }
-        if !step.optional && step.when.is_none() && !requires.contains(&backend) {
+        // A step conditioned on a backend being enabled (`when: prometheus`) does not make the
+        // tool require it; a step conditioned only on inputs still needs its backend.
+        let conditional_on_backend = when.as_deref().is_some_and(|w| w.contains("backends"));
+        if !step.optional && !conditional_on_backend && !requires.contains(&backend) {
             requires.push(backend.clone());
         }
         let mut deps: Vec<String> = deps.into_iter().collect();

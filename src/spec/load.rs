@@ -185,6 +185,20 @@ fn schema_diagnostics(src: &Source, schema: &Value, err: &jsonschema::Validation
             });
             vec![src.diag_in_value(&pointer, format!("wrong type: {err}"), expected.map(|t| format!("expected {t}")))]
         }
+        // An optional or untagged value failed every alternative: report the alternative
+        // that got furthest (deepest errors), which is the one the author meant.
+        K::AnyOf { context } | K::OneOfNotValid { context } if !context.is_empty() => {
+            let depth = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+                branch.iter().map(|e| e.instance_path().as_str().matches('/').count()).max().unwrap_or(0)
+            };
+            let best = context.iter().filter(|b| !b.is_empty()).max_by_key(|b| depth(b));
+            match best {
+                Some(branch) if depth(branch) > pointer.matches('/').count() || branch.len() == 1 => {
+                    branch.iter().flat_map(|e| schema_diagnostics(src, schema, e)).collect()
+                }
+                _ => vec![src.diag_in_value(&pointer, err.to_string(), None)],
+            }
+        }
         _ => vec![src.diag_in_value(&pointer, err.to_string(), None)],
     }
 }

@@ -161,7 +161,8 @@ pub struct InputSpec {
     /// Regular expression the whole string must match (anchor it with ^...$).
     pub pattern: Option<String>,
     /// A named format. Known formats constrain the value: k8s-name, k8s-namespace,
-    /// label-selector, field-selector, duration, promql-duration; others are advisory.
+    /// label-selector, field-selector, duration, promql-duration. `promql` marks raw PromQL
+    /// from the model, allowed only in steps marked `guarded`. Others are advisory.
     pub format: Option<String>,
     /// Item schema for arrays.
     pub items: Option<Box<InputSpec>>,
