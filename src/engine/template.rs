@@ -35,6 +35,7 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     // Escaping filters, one per query-text context.
     env.add_filter("promql_string", promql_string);
     env.add_filter("promql_regex", promql_regex);
+    env.add_filter("promql_prefix", promql_prefix);
     env.add_filter("promql_duration", promql_duration);
     env.add_filter("path_segment", path_segment);
     env.add_filter("selector_value", selector_value);
@@ -72,7 +73,7 @@ pub enum TextContext {
 impl TextContext {
     fn escapers(self) -> &'static [&'static str] {
         match self {
-            TextContext::Promql => &["promql_string", "promql_regex", "promql_duration"],
+            TextContext::Promql => &["promql_string", "promql_regex", "promql_prefix", "promql_duration"],
             TextContext::UrlPath => &["path_segment"],
             TextContext::Selector => &["selector_value"],
         }
@@ -308,6 +309,11 @@ fn promql_string(v: &str) -> String {
 /// A PromQL string literal matching `v` literally under `=~` (regex metacharacters escaped).
 fn promql_regex(v: &str) -> String {
     promql_string(&regex::escape(v))
+}
+
+/// A PromQL regex literal matching values that start with `v` (for `=~`).
+fn promql_prefix(v: &str) -> String {
+    promql_string(&format!("{}.*", regex::escape(v)))
 }
 
 static PROM_DURATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([0-9]+(ms|s|m|h|d|w|y))+$").expect("regex"));
