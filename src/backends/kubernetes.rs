@@ -161,6 +161,7 @@ impl KubernetesBackend {
                     tail_lines: req.get("tailLines").and_then(Value::as_i64),
                     since_seconds: req.get("sinceSeconds").and_then(Value::as_i64),
                     previous: req.get("previous").and_then(Value::as_bool).unwrap_or(false),
+                    timestamps: req.get("timestamps").and_then(Value::as_bool).unwrap_or(false),
                     ..Default::default()
                 };
                 let text = pods.logs(&need_name()?, &lp).await.map_err(kube_err)?;

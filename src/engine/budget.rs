@@ -38,55 +38,79 @@ fn largest_array(v: &Value) -> Option<(String, usize, usize)> {
     best
 }
 
-/// Fit an outcome into `budget` bytes (structured JSON + text). `narrow` names the inputs a
-/// caller can use to ask for less.
-pub fn enforce(outcome: &mut Outcome, budget: usize, narrow: &[String]) {
-    let total = |o: &Outcome| size(&o.structured) + o.text.len();
-    if total(outcome) <= budget {
-        return;
+/// Cut the structured result so it takes at most two thirds of `budget` bytes: the largest
+/// list first, keeping order. Returns the hint to show when anything was cut. A `continue`
+/// token is dropped when its page was cut (following it would skip the rows not shown).
+pub fn fit_structured(structured: &mut Value, budget: usize, narrow: &[String]) -> Option<String> {
+    let json_budget = budget * 2 / 3;
+    if size(structured) <= json_budget {
+        return None;
     }
     let mut cuts = Vec::new();
-    // Structured: cut the largest list until the JSON takes at most 2/3 of the budget.
-    let json_budget = budget * 2 / 3;
-    while size(&outcome.structured) > json_budget {
-        let Some((ptr, len, sz)) = largest_array(&outcome.structured) else { break };
-        let other = size(&outcome.structured) - sz;
-        let room = json_budget.saturating_sub(other);
+    while size(structured) > json_budget {
+        let Some((ptr, len, sz)) = largest_array(structured) else { break };
+        let other = size(structured) - sz;
         let per_item = (sz / len).max(1);
-        let keep = (room / per_item).min(len - 1);
-        if let Some(Value::Array(a)) = outcome.structured.pointer_mut(&ptr) {
+        let keep = (json_budget.saturating_sub(other) / per_item).min(len - 1);
+        if let Some(Value::Array(a)) = structured.pointer_mut(&ptr) {
             a.truncate(keep);
         }
-        cuts.push(json!({"field": ptr.trim_start_matches('/').replace('/', "."), "kept": keep, "total": len}));
-        if keep == 0 && largest_array(&outcome.structured).is_none() {
-            break;
+        let field = ptr.trim_start_matches('/').replace('/', ".");
+        // A list cut twice keeps one entry: its original length and what is left.
+        match cuts.iter_mut().find(|c: &&mut Value| c["field"] == field.as_str()) {
+            Some(c) => c["kept"] = json!(keep),
+            None => cuts.push(json!({"field": field, "kept": keep, "total": len})),
         }
     }
-    let hint = if narrow.is_empty() {
+    let mut hint = if narrow.is_empty() {
         "ask for less".to_string()
     } else {
         format!("narrow the query with {}", narrow.join(", "))
     };
-    // Text: keep whole lines within the rest of the budget.
-    let text_budget = budget.saturating_sub(size(&outcome.structured)).max(budget / 4);
-    if outcome.text.len() > text_budget {
-        let mut kept = String::new();
-        let lines: Vec<&str> = outcome.text.lines().collect();
-        let mut n = 0;
-        for l in &lines {
-            if kept.len() + l.len() + 1 > text_budget.saturating_sub(200) {
-                break;
-            }
-            kept.push_str(l);
-            kept.push('\n');
-            n += 1;
-        }
-        kept.push_str(&format!("[truncated: {n} of {} lines shown to fit the response budget; {hint}]", lines.len()));
-        outcome.text = kept;
+    if let (Some(first), Value::Object(m)) = (cuts.first(), &mut *structured)
+        && m.get("continue").is_some_and(|c| !c.is_null())
+    {
+        m.insert("continue".into(), Value::Null);
+        let kept = first["kept"].as_u64().unwrap_or(0).max(1);
+        hint =
+            format!("this page was cut to {kept} rows: ask again with limit={kept} to page through everything; {hint}");
     }
-    if let Value::Object(m) = &mut outcome.structured {
+    if let Value::Object(m) = structured {
         m.insert("truncated".into(), json!({"cuts": cuts, "hint": hint, "budget_bytes": budget}));
     }
+    Some(hint)
+}
+
+/// Keep whole lines of `text` within `budget` bytes, ending with a note that says so.
+pub fn fit_text(text: &mut String, budget: usize, hint: &str) {
+    if text.len() <= budget {
+        return;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept = String::new();
+    let mut n = 0;
+    for l in &lines {
+        if kept.len() + l.len() + 1 > budget.saturating_sub(200) {
+            break;
+        }
+        kept.push_str(l);
+        kept.push('\n');
+        n += 1;
+    }
+    kept.push_str(&format!("[truncated: {n} of {} lines shown to fit the response budget; {hint}]", lines.len()));
+    *text = kept;
+}
+
+/// Fit an outcome into `budget` bytes (structured JSON plus text).
+pub fn enforce(outcome: &mut Outcome, budget: usize, narrow: &[String]) {
+    let hint = fit_structured(&mut outcome.structured, budget, narrow);
+    let text_budget = budget.saturating_sub(size(&outcome.structured)).max(budget / 4);
+    let default_hint = if narrow.is_empty() {
+        "ask for less".to_string()
+    } else {
+        format!("narrow the query with {}", narrow.join(", "))
+    };
+    fit_text(&mut outcome.text, text_budget, hint.as_deref().unwrap_or(&default_hint));
 }
 
 #[cfg(test)]

@@ -169,7 +169,6 @@ pub async fn run(
     if let Some(t) = active.backends.reference_time() {
         ctx.insert(super::quantity::CLOCK_VAR.into(), Value::String(t.to_rfc3339()));
     }
-    let mut outcome = shape(proc, ctx, sections)?;
     let narrow: Vec<String> = proc
         .inputs
         .iter()
@@ -183,8 +182,7 @@ pub async fn run(
         })
         .map(|(k, _)| k.clone())
         .collect();
-    super::budget::enforce(&mut outcome, active.response_budget, &narrow);
-    Ok(outcome)
+    shape(proc, ctx, sections, active.response_budget, &narrow)
 }
 
 enum StepOutcome {
@@ -236,7 +234,15 @@ fn skip_reason(step: &Step) -> String {
 }
 
 /// Evaluate the structured fields in order, then the text.
-fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Value>) -> Result<Outcome, Error> {
+/// Evaluate the structured fields, fit them into the response budget, then render the text
+/// from the (possibly cut) values so both agree.
+fn shape(
+    proc: &Procedure,
+    mut ctx: Map<String, Value>,
+    sections: Map<String, Value>,
+    budget: usize,
+    narrow: &[String],
+) -> Result<Outcome, Error> {
     let mut structured = Map::new();
     if proc.output.structured.is_empty() {
         // No shaping declared: the step results are the result.
@@ -264,7 +270,15 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
     if !sections.is_empty() {
         structured.insert("sections".into(), Value::Object(sections));
     }
-    let structured = Value::Object(structured);
+    let mut structured = Value::Object(structured);
+    let cut = super::budget::fit_structured(&mut structured, budget, narrow);
+    if cut.is_some()
+        && let Value::Object(m) = &structured
+    {
+        for (k, v) in m {
+            ctx.insert(k.clone(), v.clone());
+        }
+    }
     let text = match &proc.output.text {
         Some(t) => template::render_shaping(t, &crate::engine::template::to_value(&ctx))
             .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
@@ -289,7 +303,12 @@ fn shape(proc: &Procedure, mut ctx: Map<String, Value>, sections: Map<String, Va
         }
         None => None,
     };
-    Ok(Outcome { structured, text: text.trim_end().to_string(), content, error })
+    let mut text = text.trim_end().to_string();
+    let text_budget =
+        budget.saturating_sub(serde_json::to_string(&structured).map(|t| t.len()).unwrap_or(0)).max(budget / 4);
+    let hint = cut.unwrap_or_else(|| format!("narrow the query with {}", narrow.join(", ")));
+    super::budget::fit_text(&mut text, text_budget, &hint);
+    Ok(Outcome { structured, text, content, error })
 }
 
 /// Evaluate an `each` field: one row per list element that passes `where`. Rows see the

@@ -50,9 +50,25 @@ pub fn spawn(state: Arc<State>, settings: Settings) -> Option<tokio::task::JoinH
 }
 
 fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>, poll: Option<u64>) -> Option<Box<dyn Watcher + Send>> {
+    // Only changes that can alter the specs count: spec files (in watched directories or the
+    // named files) and ConfigMap `..data` swaps. Logs or editor files beside them do not.
+    let files: Vec<PathBuf> =
+        paths.iter().filter(|p| p.is_file()).map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+    let dirs: Vec<PathBuf> =
+        paths.iter().filter(|p| p.is_dir()).map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+    let relevant = move |path: &std::path::Path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("..") {
+            return true;
+        }
+        let spec_ext = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"));
+        (spec_ext && !name.starts_with('.') && dirs.iter().any(|d| path.starts_with(d)))
+            || files.iter().any(|f| f == path)
+    };
     let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
+            && ev.paths.iter().any(|p| relevant(p))
         {
             let _ = tx.send(());
         }

@@ -25,6 +25,8 @@ pub fn router(store: Shared) -> Router {
         .route("/version", get(version))
         .route("/api", get(core_versions))
         .route("/apis", get(groups))
+        .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
+        .route("/apis/authorization.k8s.io/v1", get(authorization_resources))
         .route("/api/{*rest}", axum::routing::any(core_path))
         .route("/apis/{*rest}", axum::routing::any(group_path))
         .with_state(store)
@@ -53,6 +55,23 @@ async fn core_versions() -> Response {
     axum::Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})).into_response()
 }
 
+/// Access reviews: a snapshot answers every question with "allowed" (it is read-mostly and
+/// local); clients such as kubernetes-mcp-server ask before listing.
+async fn access_review(body: Bytes) -> Response {
+    let mut review: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    review["status"] = json!({"allowed": true, "reason": "snapshot: every request is allowed"});
+    (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+async fn authorization_resources() -> Response {
+    axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authorization.k8s.io/v1",
+        "resources": [{"name": "selfsubjectaccessreviews", "singularName": "", "namespaced": false,
+                       "kind": "SelfSubjectAccessReview", "verbs": ["create"]}]}))
+    .into_response()
+}
+
 async fn groups(State(store): State<Shared>) -> Response {
     let store = store.read().unwrap_or_else(|e| e.into_inner());
     let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -62,6 +81,7 @@ async fn groups(State(store): State<Shared>) -> Response {
             v.push(&t.version);
         }
     }
+    by_group.entry("authorization.k8s.io").or_default().push("v1");
     let groups: Vec<Value> = by_group
         .into_iter()
         .map(|(g, vs)| {
@@ -280,7 +300,10 @@ fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Re
         let which = if previous { "previous terminated container" } else { "container" };
         return bad_request(format!("{which} \"{container}\" in pod \"{pod}\" has no logs in this snapshot"));
     };
-    let mut lines: Vec<&str> = text.lines().collect();
+    // must-gather logs carry the kubelet's timestamps; an API server adds them only when
+    // asked (timestamps=true).
+    let with_timestamps = q.get("timestamps").is_some_and(|t| t == "true");
+    let mut lines: Vec<&str> = text.lines().map(|l| if with_timestamps { l } else { strip_timestamp(l) }).collect();
     if let Some(n) = q.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
         lines = lines.split_off(lines.len().saturating_sub(n));
     }
@@ -289,6 +312,21 @@ fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Re
         out.push('\n');
     }
     ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}
+
+/// Drop a leading RFC 3339 timestamp and its space (`2026-11-25T11:49:52.293159428Z ...`).
+fn strip_timestamp(line: &str) -> &str {
+    match line.split_once(' ') {
+        Some((first, rest))
+            if first.len() >= 20
+                && first.as_bytes()[4] == b'-'
+                && first.contains('T')
+                && chrono::DateTime::parse_from_rfc3339(first).is_ok() =>
+        {
+            rest
+        }
+        _ => line,
+    }
 }
 
 fn with_object<F: FnOnce(&mut Value) -> Result<(), String>>(

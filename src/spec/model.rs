@@ -308,6 +308,8 @@ pub struct KubernetesCallSpec {
     pub replicas: Option<Value>,
     /// Logs: keep only lines matching this regular expression.
     pub grep: Option<String>,
+    /// Logs: prefix each line with its timestamp.
+    pub timestamps: Option<Value>,
 }
 
 fn default_kubernetes() -> String {

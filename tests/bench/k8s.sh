@@ -51,8 +51,8 @@ start=$SECONDS
 cmd=("$PY" tests/bench/k8s_bench.py --chm "$CHM" --peer "$PEER" --snapshot "$WORK/cluster" --specs "$WORK/specs" --work "$WORK" -n "$N")
 echo "## cluster-health-mcp vs kubernetes-mcp-server $PEER_VERSION: $PODS pods / $NODES nodes / $NAMESPACES namespaces (seed $SEED)"
 echo
-echo "Command: \`PODS=$PODS NODES=$NODES NAMESPACES=$NAMESPACES SEED=$SEED N=$N tests/bench/k8s.sh\`"
+echo "Command: \`PODS=$PODS NODES=$NODES NAMESPACES=$NAMESPACES SEED=$SEED N=$N ROW_BUDGET=${ROW_BUDGET:-40} tests/bench/k8s.sh\`"
 echo "(ours: $("$CHM" --version 2>/dev/null || echo "$CHM"), $(git rev-parse --short HEAD)$(git diff --quiet -- src tools.d || echo '+dirty'); machine: $(nproc) cores, shared: expect noise)"
-"${cmd[@]}"
+"${cmd[@]}" --row-budget "${ROW_BUDGET:-40}"
 echo
 echo "Total bench time: $((SECONDS - start)) s"
