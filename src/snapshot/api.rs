@@ -193,8 +193,8 @@ fn dispatch(
     };
     let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
     match (method, name, sub) {
-        (Method::GET, None, _) => list(store, &rt, ns, q),
-        (Method::GET, Some(n), None) => get_one(store, &rt, ns, n),
+        (Method::GET, None, _) => respond(list(store, &rt, ns, q), wants_table(headers), &rt, store),
+        (Method::GET, Some(n), None) => respond(get_one(store, &rt, ns, n), wants_table(headers), &rt, store),
         (Method::GET, Some(n), Some("log")) if rt.kind == "Pod" => logs(store, ns, n, q),
         (Method::GET, Some(n), Some("scale")) => scale_get(store, &rt, ns, n),
         (Method::DELETE, Some(n), None) => delete(store, &rt, ns, n),
@@ -206,20 +206,139 @@ fn dispatch(
     }
 }
 
-fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String>) -> Response {
-    let labels = match LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")) {
-        Ok(l) => l,
-        Err(e) => return bad_request(format!("unable to parse requirement: {e}")),
+/// Does the client ask for server-side printing (kubectl's `Accept: ...;as=Table;...`)?
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+}
+
+/// A list or get answer, as JSON or, when asked, as a meta.k8s.io/v1 Table with kubectl's
+/// columns for common kinds (Name and Age otherwise).
+fn respond(result: Result<Value, Response>, table: bool, rt: &ResourceType, store: &Shared) -> Response {
+    match result {
+        Ok(v) if table => axum::Json(as_table(&v, rt, store)).into_response(),
+        Ok(v) => axum::Json(v).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
+    let now = store.read().unwrap_or_else(|e| e.into_inner()).captured_at.unwrap_or_else(chrono::Utc::now);
+    let (items, metadata) = match v.get("items").and_then(Value::as_array) {
+        Some(items) => (items.clone(), v.get("metadata").cloned().unwrap_or(json!({}))),
+        None => (vec![v.clone()], json!({})),
     };
-    let fields = match FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => return bad_request(format!("invalid field selector: {e}")),
+    let age = |o: &Value| {
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .map(|t| crate::engine::quantity::human_duration((now - t).num_seconds()))
+            .unwrap_or_else(|| "<unknown>".into())
     };
+    let col = |name: &str, ty: &str| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": 0});
+    let (columns, cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) = match rt.kind.as_str() {
+        "Pod" => (
+            vec![
+                col("Name", "string"),
+                col("Ready", "string"),
+                col("Status", "string"),
+                col("Restarts", "string"),
+                col("Age", "string"),
+            ],
+            Box::new(move |o: &Value| {
+                let cs = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+                let total = o.pointer("/spec/containers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+                let ready = cs.iter().filter(|c| c["ready"] == true).count();
+                let restarts: i64 = cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
+                let status = o
+                    .pointer("/status/reason")
+                    .and_then(Value::as_str)
+                    .or_else(|| cs.iter().find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str)))
+                    .or_else(|| cs.iter().find_map(|c| c.pointer("/state/terminated/reason").and_then(Value::as_str)))
+                    .or_else(|| o.pointer("/status/phase").and_then(Value::as_str))
+                    .unwrap_or("Unknown");
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(format!("{ready}/{total}")),
+                    json!(status),
+                    json!(restarts.to_string()),
+                    json!(age(o)),
+                ]
+            }),
+        ),
+        "Node" => (
+            vec![
+                col("Name", "string"),
+                col("Status", "string"),
+                col("Roles", "string"),
+                col("Age", "string"),
+                col("Version", "string"),
+            ],
+            Box::new(move |o: &Value| {
+                let ready = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                    .map(|c| c["status"] == "True")
+                    .unwrap_or(false);
+                let roles: Vec<String> = o
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(|l| {
+                        l.keys()
+                            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(if ready { "Ready" } else { "NotReady" }),
+                    json!(if roles.is_empty() { "<none>".into() } else { roles.join(",") }),
+                    json!(age(o)),
+                    o.pointer("/status/nodeInfo/kubeletVersion").cloned().unwrap_or(json!("")),
+                ]
+            }),
+        ),
+        "Deployment" => (
+            vec![
+                col("Name", "string"),
+                col("Ready", "string"),
+                col("Up-to-date", "integer"),
+                col("Available", "integer"),
+                col("Age", "string"),
+            ],
+            Box::new(move |o: &Value| {
+                let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(format!("{}/{}", n("/status/readyReplicas"), n("/spec/replicas"))),
+                    json!(n("/status/updatedReplicas")),
+                    json!(n("/status/availableReplicas")),
+                    json!(age(o)),
+                ]
+            }),
+        ),
+        _ => (
+            vec![col("Name", "string"), col("Age", "string")],
+            Box::new(move |o: &Value| vec![o["metadata"]["name"].clone(), json!(age(o))]),
+        ),
+    };
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| json!({"cells": cells(o), "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}))
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
+}
+
+fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String>) -> Result<Value, Response> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad_request(format!("invalid field selector: {e}")))?;
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let offset: usize = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => match c.parse() {
             Ok(o) => o,
-            Err(_) => return status(StatusCode::GONE, "Expired", "the continue token is not valid".into()),
+            Err(_) => return Err(status(StatusCode::GONE, "Expired", "the continue token is not valid".into())),
         },
         None => 0,
     };
@@ -252,17 +371,19 @@ fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String
         metadata["continue"] = json!((offset + items.len()).to_string());
         metadata["remainingItemCount"] = json!(more);
     }
-    axum::Json(json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}))
-        .into_response()
+    Ok(
+        json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}),
+    )
 }
 
-fn get_one(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
+fn get_one(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, Response> {
     let s = store.read().unwrap_or_else(|e| e.into_inner());
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
-    match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
-        Some(o) => axum::Json(o.clone()).into_response(),
-        None => not_found(format!("{} \"{name}\" not found", rt.plural)),
-    }
+    s.objects
+        .get(&key)
+        .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
+        .cloned()
+        .ok_or_else(|| not_found(format!("{} \"{name}\" not found", rt.plural)))
 }
 
 fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {

@@ -306,12 +306,6 @@ def test_logs_previous_tail(demo: Kube) -> None:
     assert got.splitlines() == log.read_text().splitlines()[-5:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server ignores timestamps=false: GET /api/v1/namespaces/payments/pods/P/log?container=C&previous=true"
-    "&tailLines=5 returns the must-gather lines with their kubelet RFC3339 prefix; a real API server "
-    "adds it only for timestamps=true",
-)
 def test_logs_previous_tail_without_timestamps(demo: Kube) -> None:
     pod, _, log = crashlooping_pod_with_previous_log()
     got = demo.ok("logs", "-n", "payments", pod, "--previous", "--tail", "5")
@@ -334,12 +328,6 @@ def test_get_pods_table_lists_every_pod(demo: Kube) -> None:
     assert got == {key(p) for p in list_items(DEMO, "core/pods.yaml")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no server-side printing: kubectl sends Accept: application/json;as=Table;v=v1;g=meta.k8s.io,"
-    "...;as=Table;v=v1beta1...,application/json and gets a PodList, so it logs 'Unable to decode server "
-    "response into a Table. Falling back to hardcoded types' and prints only NAME and AGE",
-)
 def test_get_pods_table_has_kubectl_columns(demo: Kube) -> None:
     header = demo.ok("get", "pods", "-A").splitlines()[0].split()
     assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"], header
