@@ -221,6 +221,9 @@ fn respond(result: Result<Value, Response>, table: bool, rt: &ResourceType, stor
     }
 }
 
+/// Computes a row's cells from an object.
+type RowCells = Box<dyn Fn(&Value) -> Vec<Value>>;
+
 fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
     let now = store.read().unwrap_or_else(|e| e.into_inner()).captured_at.unwrap_or_else(chrono::Utc::now);
     let (items, metadata) = match v.get("items").and_then(Value::as_array) {
@@ -235,7 +238,7 @@ fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
             .unwrap_or_else(|| "<unknown>".into())
     };
     let col = |name: &str, ty: &str| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": 0});
-    let (columns, cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) = match rt.kind.as_str() {
+    let (columns, cells): (Vec<Value>, RowCells) = match rt.kind.as_str() {
         "Pod" => (
             vec![
                 col("Name", "string"),
@@ -329,6 +332,7 @@ fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": columns, "rows": rows})
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once
 fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String>) -> Result<Value, Response> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(format!("unable to parse requirement: {e}")))?;
@@ -376,6 +380,7 @@ fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String
     )
 }
 
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once
 fn get_one(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, Response> {
     let s = store.read().unwrap_or_else(|e| e.into_inner());
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
