@@ -222,7 +222,7 @@ fn respond(result: Result<Value, Response>, table: bool, rt: &ResourceType, stor
 }
 
 /// Computes a row's cells from an object.
-type RowCells = Box<dyn Fn(&Value) -> Vec<Value>>;
+type RowCells<'a> = Box<dyn Fn(&Value) -> Vec<Value> + 'a>;
 
 fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
     let now = store.read().unwrap_or_else(|e| e.into_inner()).captured_at.unwrap_or_else(chrono::Utc::now);
@@ -238,7 +238,7 @@ fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
             .unwrap_or_else(|| "<unknown>".into())
     };
     let col = |name: &str, ty: &str| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": 0});
-    let (columns, cells): (Vec<Value>, RowCells) = match rt.kind.as_str() {
+    let (columns, cells): (Vec<Value>, RowCells<'_>) = match rt.kind.as_str() {
         "Pod" => (
             vec![
                 col("Name", "string"),
