@@ -10,7 +10,7 @@ model produces both the backfill and the live continuation:
       OpenMetrics text for [T-8d, T] (promtool tsdb create-blocks-from openmetrics)
       plus expected.json: ground truth computed from the written samples with the
       formulas PromQL 2.x uses (see promql_* helpers below).
-  generate.py serve --end T --port 0 --port-file F [--watch-pid PID]
+  generate.py serve --end T --port 0 --port-file F [--watch-dir DIR]
       Prometheus text exposition of the same series at wall-clock time, scraped
       with honor_labels so the series continue seamlessly after T.
 
@@ -89,7 +89,7 @@ CPU_SHARES = [0.27, 0.25, 0.25, 0.23]  # per-CPU share of a node's busy time
 NOT_READY_NODE = "worker-3"
 NOT_READY_SINCE = -3 * HOUR  # relative to T
 CRASH_SINCE = -3 * HOUR
-MEM_HIGH_RAMP = (-40 * 60, -20 * 60)  # worker-2 memory rises from 72% to 85% in this window
+MEM_HIGH_RAMP = (-15 * 60, -5 * 60)  # worker-2 memory rises from 72% to 85% (crosses 80% at ~T-8.8m)
 
 # container: (name, cpu_req, cpu_lim, mem_req, mem_lim, cpu at T (cores), diurnal amplitude,
 #             memory working set at T, leak bytes/day, throttle ratio or None (None: no CPU limit))
@@ -105,7 +105,7 @@ PODS = [
     ("payments", "payments-api-6c9f7d8b5-9wzrt", "worker-1", "ReplicaSet", "payments-api-6c9f7d8b5", "Running",
      [C("api", 1.0, 2.0, 1 * GIB, 2 * GIB, 0.100, 0.30, 298 * MIB, thr="rand")]),
     ("payments", "payments-worker-5b8d6f4c7-h7mjn", "worker-0", "ReplicaSet", "payments-worker-5b8d6f4c7", "Running",
-     [C("worker", 0.25, 0.5, 512 * MIB, 1 * GIB, 0.470, 0.04, 420 * MIB, thr=0.80)]),
+     [C("worker", 0.4, 0.5, 512 * MIB, 1 * GIB, 0.470, 0.04, 420 * MIB, thr=0.80)]),
     ("payments", "payments-redis-0", "worker-1", "StatefulSet", "payments-redis", "Running",
      [C("redis", 0.2, 1.0, 256 * MIB, 512 * MIB, 0.050, 0.20, 182 * MIB, thr="rand")]),
     ("shop-frontend", "shop-frontend-web-7f6d5c9b8-4lqzx", "worker-0", "ReplicaSet", "shop-frontend-web-7f6d5c9b8", "Running",
@@ -125,23 +125,23 @@ PODS = [
      [C("server", 1.0, 2.0, 1 * GIB, 2 * GIB, 0, 0, 0),
       C("queue-proxy", 0.025, 0.1, 64 * MIB, 128 * MIB, 0, 0, 0)]),
     ("ml-serving", "embedding-api-6b7c8d9f5-w2hsn", "worker-2", "ReplicaSet", "embedding-api-6b7c8d9f5", "Running",
-     [C("api", 0.5, 1.0, 768 * MIB, 1536 * MIB, 0.920, 0.04, 700 * MIB, thr=0.55)]),
+     [C("api", 0.75, 1.0, 768 * MIB, 1536 * MIB, 0.920, 0.04, 700 * MIB, thr=0.55)]),
     ("ml-serving", "batch-inference-8f6d7c5b9-r4tjp", "worker-1", "ReplicaSet", "batch-inference-8f6d7c5b9", "Running",
      [C("worker", 2.0, 4.0, 2 * GIB, 4 * GIB, 0.150, 0.10, 900 * MIB, thr="rand")]),
     ("data-platform", "etl-worker-6f7c8d9b4-lz9xk", "worker-0", "ReplicaSet", "etl-worker-6f7c8d9b4", "Running",
-     [C("etl", 0.5, 1.0, 512 * MIB, 1 * GIB, 0.020, 0.0, 64 * MIB, thr="rand")]),
+     [C("etl", 0.1, 1.0, 512 * MIB, 1 * GIB, 0.020, 0.0, 64 * MIB, thr="rand")]),
     ("data-platform", "kafka-0", "worker-0", "StatefulSet", "kafka", "Running",
      [C("kafka", 1.0, 2.0, 2 * GIB, 4 * GIB, 0.350, 0.25, 2150 * MIB, thr="rand")]),
     ("data-platform", "kafka-1", "worker-1", "StatefulSet", "kafka", "Running",
      [C("kafka", 1.0, 2.0, 2 * GIB, 4 * GIB, 0.330, 0.25, 2100 * MIB, thr="rand")]),
     ("data-platform", "postgres-0", "worker-2", "StatefulSet", "postgres", "Running",
-     [C("postgres", 1.0, 2.0, 2 * GIB, 4 * GIB, 0.200, 0.30, 1400 * MIB, thr="rand")]),
+     [C("postgres", 1.0, 2.0, 2 * GIB, 4 * GIB, 0.260, 0.30, 1400 * MIB, thr="rand")]),
     ("data-platform", "airflow-scheduler-7c9d8b6f5-jm3xt", "worker-1", "ReplicaSet", "airflow-scheduler-7c9d8b6f5", "Running",
      [C("scheduler", 1.0, 2.0, 1 * GIB, 2 * GIB, 0.095, 0.20, 420 * MIB, thr="rand")]),
     ("data-platform", "nightly-backup-29012345-x7k2p", "worker-0", "Job", "nightly-backup-29012345", "Succeeded",
      [C("backup", 0.5, 1.0, 256 * MIB, 512 * MIB, 0, 0, 0)]),
     ("openshift-monitoring", "prometheus-k8s-0", "worker-2", "StatefulSet", "prometheus-k8s", "Running",
-     [C("prometheus", 0.07, None, 1 * GIB, None, 0.250, 0.15, 2560 * MIB),
+     [C("prometheus", 0.2, None, 1 * GIB, None, 0.250, 0.15, 2560 * MIB),
       C("config-reloader", 0.001, None, 10 * MIB, None, 0.001, 0.0, 22 * MIB)]),
     ("openshift-monitoring", "alertmanager-main-0", "worker-1", "StatefulSet", "alertmanager-main", "Running",
      [C("alertmanager", 0.004, None, 40 * MIB, None, 0.005, 0.1, 62 * MIB)]),
@@ -196,9 +196,6 @@ class Series:
         body = ",".join('%s="%s"' % (k, v) for k, v in labels.items())
         self.text = "%s{%s}" % (name, body) if body else name
 
-    def value(self, u):
-        return self.fn(u)
-
 
 def fmt(v):
     """Shortest round-trip decimal; Go's ParseFloat reads it back to the same float64."""
@@ -240,7 +237,7 @@ class Model:
                     c["throttle"] = round(rnd.uniform(0.0, 0.05), 4)
                 c["act"] = 0.95 if (c["cpu_lim"] and c["cpu_T"] / c["cpu_lim"] > 0.4) else round(rnd.uniform(0.4, 0.8), 3)
                 c["bursty"] = (ns, pod, c["name"]) == BURSTY
-                c["mem_noise"] = 0.004 if c["leak"] else 0.015
+                c["mem_noise"] = 0.0015 if c["leak"] else 0.015
                 c["memkey"] = _key(self.seed, "mem|%s|%s|%s" % (ns, pod, c["name"]))
                 self.containers.append(c)
         self.ctr_by_pod = {}
@@ -432,7 +429,7 @@ class Model:
               -30 * HOUR, HOUR)
         alert("NodeMemoryHighUtilization", dict(instance="worker-2", job="node-exporter",
                                                 namespace="openshift-monitoring", severity="warning"),
-              MEM_HIGH_RAMP[0] + 15 * 60, HOUR, state="pending")
+              -510, HOUR, state="pending")
         self.alerts = A
         for a in A:
             lab = dict(sorted(a["labels"].items()))
@@ -724,8 +721,10 @@ def compute_expected(model, data):
 
     out["alerts"] = dict(
         note="labels exactly as Prometheus reports them in /api/v1/alerts and ALERTS{} (plus alertstate there); "
-             "firing ones have their 'for' state restored from backfilled ALERTS_FOR_STATE, so activeAt is exact",
-        firing=[dict(labels=dict(sorted(a["labels"].items())), activeAt=T + a["activeAt_u"], for_seconds=a["hold"])
+             "alerts with for > 0 get their 'for' state restored from the backfilled ALERTS_FOR_STATE, so their "
+             "activeAt (unix s) is exact; Watchdog (no for) is active from Prometheus start",
+        firing=[dict(labels=dict(sorted(a["labels"].items())),
+                     activeAt=(T + a["activeAt_u"]) if a["hold"] else None, for_seconds=a["hold"])
                 for a in sorted(model.alerts, key=lambda a: json.dumps(a["labels"], sort_keys=True))
                 if a["state"] == "firing"],
         pending=[dict(labels=dict(sorted(a["labels"].items())), for_seconds=a["hold"],
@@ -744,9 +743,9 @@ def compute_expected(model, data):
             p = p95.get((ns, pod, c["name"]))
             verdict = None
             if p is not None:
-                if p < 0.25 * c["cpu_req"] and c["cpu_req"] >= 0.5:
+                if c["cpu_req"] >= 0.5 and p < 0.2 * c["cpu_req"]:
                     verdict = "over-provisioned"
-                elif p > c["cpu_req"] * 1.5 and c["cpu_req"] >= 0.05:
+                elif p > 1.5 * c["cpu_req"] and p >= 0.1:
                     verdict = "under-provisioned"
             mc = [x for x in model.containers if x["pod"] == pod and x["name"] == c["name"]]
             cl.append(dict(container=c["name"], cpu_request=c["cpu_req"], cpu_limit=c["cpu_lim"],
@@ -756,6 +755,8 @@ def compute_expected(model, data):
         pods.append(dict(namespace=ns, pod=pod, node=node, phase=phase, owner=dict(kind=okind, name=oname),
                          containers=cl))
     out["scenario"] = dict(
+        rightsizing_rule="over-provisioned: cpu request >= 0.5 core and P95 (7d) < 20% of it; "
+                         "under-provisioned: P95 > 1.5 x request and P95 >= 0.1 core",
         nodes=[dict(name=n[0], role=n[1], cpus=n[2], mem_total=n[3], ready=(n[0] != NOT_READY_NODE),
                     unschedulable=(n[0] == NOT_READY_NODE)) for n in NODES],
         pods=pods,
@@ -767,9 +768,6 @@ def compute_expected(model, data):
 
 
 # --------------------------------------------------------------------------- gen
-TYPES = {}
-
-
 def family(name, kind):
     if kind == "counter" and name.endswith("_total"):
         return name[:-6]
@@ -788,7 +786,7 @@ def cmd_gen(args):
         n = 0
         for name, ss in groups.items():
             kind = ss[0].kind
-            w("# TYPE %s %s\n" % (family(name, kind), kind if family(name, kind) != name or kind == "gauge" else "unknown"))
+            w("# TYPE %s %s\n" % (family(name, kind), kind))  # OpenMetrics: counter family without _total
             for s in ss:
                 ts, vs = model.samples(s)
                 data[id(s)] = (ts, vs)
@@ -807,31 +805,52 @@ def cmd_gen(args):
 
 
 # --------------------------------------------------------------------------- serve
-def exposition(model, now):
-    u = now - model.T
+def exposition(model, now, catchup=()):
+    """Text exposition of every series at `now` (no timestamp: Prometheus stamps the scrape).
+
+    `catchup`: earlier times, emitted first with explicit timestamps (first scrape only)."""
     lines = []
     seen = set()
     for s in model.series:
-        if s.name.startswith("ALERTS") or u < s.start:
-            continue
-        v = s.fn(u)
-        if v is None:
+        if s.name.startswith("ALERTS"):
             continue
         if s.name not in seen:
             seen.add(s.name)
             lines.append("# TYPE %s %s" % (s.name, s.kind))
-        lines.append("%s %s" % (s.text, fmt(v)))
+        for t in catchup:
+            u = t - model.T
+            if u >= s.start and (v := s.fn(u)) is not None:
+                lines.append("%s %s %d" % (s.text, fmt(v), round(t * 1000)))
+        u = now - model.T
+        if u >= s.start and (v := s.fn(u)) is not None:
+            lines.append("%s %s" % (s.text, fmt(v)))
     return "\n".join(lines) + "\n"
 
 
 def cmd_serve(args):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     model = Model(args.seed, args.end)
+    state = dict(caught_up=False, lock=threading.Lock())
 
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path.startswith("/metrics"):
-                body = exposition(model, int(time.time())).encode()
+                now = time.time()  # float: counters must not lag the scrape timestamp
+                catchup = ()
+                # The first Prometheus scrape also gets the samples it missed between T (end of
+                # the backfill) and now, on the backfill's 30 s grid with explicit timestamps:
+                # otherwise the hole looks like missing data to rate()'s extrapolation and every
+                # [5m] window starting inside it reads low. The scrape interval must be 30 s as
+                # well: windows mixing 30 s and shorter spacing extrapolate less (threshold =
+                # 1.1 x average spacing) and read up to 5 % low.
+                if self.headers.get("User-Agent", "").startswith("Prometheus/"):
+                    with state["lock"]:
+                        if not state["caught_up"]:
+                            state["caught_up"] = True
+                            catchup = list(range(model.T + RECENT_STEP, math.ceil(now - 1), RECENT_STEP))
+                            print("generate.py serve: first scrape at T+%.1fs, %d catch-up samples per series"
+                                  % (now - model.T, len(catchup)), file=sys.stderr)
+                body = exposition(model, now, catchup).encode()
                 ctype = "text/plain; version=0.0.4; charset=utf-8"
             elif self.path.startswith("/-/healthy"):
                 body, ctype = b"OK\n", "text/plain"
@@ -854,17 +873,28 @@ def cmd_serve(args):
             f.write("%d\n" % srv.server_address[1])
         os.replace(tmp, args.port_file)
     print("generate.py serve: listening on %s:%d (T=%d)" % (args.bind, srv.server_address[1], args.end), file=sys.stderr)
-    if args.watch_pid:
+    if args.watch_dir:
         def watch():
+            pidfile = os.path.join(args.watch_dir, "prometheus.pid")
             while True:
                 time.sleep(1)
-                try:
-                    os.kill(args.watch_pid, 0)
-                except ProcessLookupError:
-                    print("generate.py serve: pid %d gone, exiting" % args.watch_pid, file=sys.stderr)
-                    os._exit(0)
-                except PermissionError:
-                    pass
+                if not os.path.isdir(args.watch_dir):
+                    reason = "%s removed" % args.watch_dir
+                else:
+                    try:
+                        with open(pidfile) as f:
+                            pid = int(f.read().strip() or 0)
+                    except (OSError, ValueError):
+                        continue
+                    try:
+                        with open("/proc/%d/stat" % pid) as f:
+                            if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                                continue
+                    except OSError:
+                        pass
+                    reason = "prometheus pid %d gone" % pid
+                print("generate.py serve: %s, exiting" % reason, file=sys.stderr)
+                os._exit(0)
         threading.Thread(target=watch, daemon=True).start()
     srv.serve_forever()
 
@@ -885,7 +915,7 @@ def main():
     s.add_argument("--bind", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--port-file")
-    s.add_argument("--watch-pid", type=int, help="exit when this process is gone")
+    s.add_argument("--watch-dir", help="exit when DIR is removed or the pid in DIR/prometheus.pid is gone")
     args = ap.parse_args()
     if args.end % RECENT_STEP:
         ap.error("--end must be a multiple of %d" % RECENT_STEP)
