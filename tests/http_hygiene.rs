@@ -1,0 +1,122 @@
+//! Streamable HTTP hygiene through the axum router (tower oneshot): health endpoints, Origin
+//! and Host allow-lists, the bearer token, body limits and stateless mode.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use cluster_health_mcp::engine::Active;
+use cluster_health_mcp::mcp::{http, state::State};
+use cluster_health_mcp::settings::Settings;
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+fn app(configure: impl FnOnce(&mut Settings)) -> axum::Router {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let reg = cluster_health_mcp::spec::compile::load_registry(&[root.join("tools.d"), root.join("modes")]).unwrap();
+    let state = State::new(Active::new(Arc::new(reg), "demo").unwrap());
+    let mut settings = Settings::default();
+    configure(&mut settings);
+    http::router(state, &settings.http, "127.0.0.1:8080".parse().unwrap(), CancellationToken::new()).unwrap()
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+fn post() -> axum::http::request::Builder {
+    axum::http::Request::post("/mcp")
+        .header("host", "127.0.0.1:8080")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+}
+
+async fn text(resp: axum::response::Response) -> String {
+    String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = app(|_| {});
+    let r = app.clone().oneshot(axum::http::Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.oneshot(axum::http::Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(body["mode"], "demo");
+    assert!(body["tools"].as_u64().unwrap() > 10);
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_forbidden_and_a_local_one_served() {
+    let app = app(|_| {});
+    let r = app
+        .clone()
+        .oneshot(post().header("origin", "http://evil.example.com").body(Body::from(INIT)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .clone()
+        .oneshot(post().header("origin", "http://localhost:3000").body(Body::from(INIT)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", text(r).await);
+    let r = app
+        .oneshot(
+            axum::http::Request::post("/mcp")
+                .header("host", "evil.example.com")
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(Body::from(INIT))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "a foreign Host is refused: {}", r.status());
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_required_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let app = app(|s| s.http.token_file = Some(token.clone()));
+    let r = app.clone().oneshot(post().body(Body::from(INIT)).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = app
+        .clone()
+        .oneshot(post().header("authorization", "Bearer wrong").body(Body::from(INIT)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .clone()
+        .oneshot(post().header("authorization", "Bearer s3cret").body(Body::from(INIT)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Health endpoints stay open for probes.
+    let r = app.oneshot(axum::http::Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = app(|s| s.http.body_limit = 1024);
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(4096));
+    let r = app.oneshot(post().body(Body::from(big.clone())).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn stateless_mode_answers_without_a_session() {
+    let app = app(|s| s.http.stateless = true);
+    let r = app.clone().oneshot(post().body(Body::from(INIT)).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("mcp-session-id").is_none(), "no session in stateless mode");
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+    let r =
+        app.oneshot(post().header("mcp-protocol-version", "2025-06-18").body(Body::from(list)).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(text(r).await.contains("get-cluster-health"));
+}
