@@ -144,10 +144,29 @@ impl KubernetesBackend {
                     continue_token: text_field(req, "continue").filter(|s| !s.is_empty()),
                     ..Default::default()
                 };
-                let list = api.list(&lp).await.map_err(kube_err)?;
-                let remaining = list.metadata.remaining_item_count;
-                let cont = list.metadata.continue_.clone().filter(|c| !c.is_empty());
-                let items: Vec<Value> = list.items.into_iter().map(|o| object_json(o, &ar)).collect();
+                // Read the list as plain JSON (no typed round trip): list items carry no
+                // apiVersion/kind on the wire, so they are filled in, and Secrets masked.
+                let ns_path = if namespaced { ns.as_deref() } else { None };
+                let url = <DynamicObject as kube::Resource>::url_path(&ar, ns_path);
+                let req = kube::core::Request::new(url).list(&lp).map_err(|e| invalid(e.to_string()))?;
+                let mut list: Value = client.request(req).await.map_err(kube_err)?;
+                let remaining = list.pointer("/metadata/remainingItemCount").cloned();
+                let cont = list
+                    .pointer("/metadata/continue")
+                    .and_then(Value::as_str)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned);
+                let mut items = match list.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                for item in &mut items {
+                    if item.get("kind").is_none_or(Value::is_null) {
+                        item["kind"] = json!(ar.kind);
+                        item["apiVersion"] = json!(ar.api_version);
+                    }
+                    mask_secret(item);
+                }
                 json!({"items": items, "continue": cont, "remainingItemCount": remaining})
             }
             "get" => object_json(api.get(&need_name()?).await.map_err(kube_err)?, &ar),

@@ -8,9 +8,16 @@ use futures::future::join_all;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use super::Active;
+use super::json_view;
 use super::registry::{Call, Procedure, Step};
 use super::template;
+
+/// Template variables of a call.
+type Scope = BTreeMap<String, minijinja::Value>;
 
 /// Default time a step may take when neither step nor backend says otherwise.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,9 +117,10 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<Outcome, Error> {
     let args = prepare_args(proc, args)?;
-    let mut ctx: Map<String, Value> = args.clone();
-    ctx.insert("backends".into(), active.backend_flags());
-    let mut results: HashMap<String, Value> = HashMap::new();
+    // The template scope: inputs and flags converted (small); step results are shared views.
+    let mut scope: Scope = args.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
+    scope.insert("backends".into(), template::to_value(&active.backend_flags()));
+    let mut results: HashMap<String, Arc<Value>> = HashMap::new();
     let mut sections = Map::new();
     let mut pending: Vec<&Step> = proc.steps.iter().collect();
     let total = pending.len();
@@ -127,11 +135,11 @@ pub async fn run(
             let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
             return Err(Error::Step { step: names.join(", "), message: "dependency cycle".into() });
         }
-        let mut wave_ctx = ctx.clone();
+        let mut wave_scope = scope.clone();
         for (k, v) in &results {
-            wave_ctx.insert(k.clone(), v.clone());
+            wave_scope.insert(k.clone(), json_view::view(v.clone()));
         }
-        let wave_ctx = crate::engine::template::to_value(&wave_ctx);
+        let wave_ctx = minijinja::Value::from(wave_scope);
         let futures = ready.iter().map(|step| run_step(active, step, &wave_ctx));
         let outcomes = tokio::select! {
             o = join_all(futures) => o,
@@ -143,16 +151,16 @@ pub async fn run(
                     if step.optional || step.when.is_some() {
                         sections.insert(step.name.clone(), json!({"status": "ok"}));
                     }
-                    results.insert(step.name.clone(), v);
+                    results.insert(step.name.clone(), Arc::new(v));
                 }
                 StepOutcome::Skipped(reason) => {
                     sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
-                    results.insert(step.name.clone(), Value::Null);
+                    results.insert(step.name.clone(), Arc::new(Value::Null));
                 }
                 StepOutcome::Failed(message) if step.optional => {
                     tracing::warn!(step = %step.name, %message, "optional step degraded");
                     sections.insert(step.name.clone(), json!({"status": "unavailable", "reason": message}));
-                    results.insert(step.name.clone(), Value::Null);
+                    results.insert(step.name.clone(), Arc::new(Value::Null));
                 }
                 StepOutcome::Failed(message) => return Err(Error::Step { step: step.name.clone(), message }),
             }
@@ -162,12 +170,12 @@ pub async fn run(
         }
     }
 
-    for (k, v) in results {
-        ctx.insert(k, v);
+    for (k, v) in &results {
+        scope.insert(k.clone(), json_view::view(v.clone()));
     }
-    ctx.insert("sections".into(), Value::Object(sections.clone()));
+    scope.insert("sections".into(), template::to_value(&Value::Object(sections.clone())));
     if let Some(t) = active.backends.reference_time() {
-        ctx.insert(super::quantity::CLOCK_VAR.into(), Value::String(t.to_rfc3339()));
+        scope.insert(super::quantity::CLOCK_VAR.into(), minijinja::Value::from(t.to_rfc3339()));
     }
     let narrow: Vec<String> = proc
         .inputs
@@ -182,7 +190,7 @@ pub async fn run(
         })
         .map(|(k, _)| k.clone())
         .collect();
-    shape(proc, ctx, sections, active.response_budget, &narrow)
+    shape(proc, scope, &results, sections, active.response_budget, &narrow)
 }
 
 enum StepOutcome {
@@ -233,12 +241,12 @@ fn skip_reason(step: &Step) -> String {
     }
 }
 
-/// Evaluate the structured fields in order, then the text.
 /// Evaluate the structured fields, fit them into the response budget, then render the text
 /// from the (possibly cut) values so both agree.
 fn shape(
     proc: &Procedure,
-    mut ctx: Map<String, Value>,
+    mut scope: Scope,
+    results: &HashMap<String, Arc<Value>>,
     sections: Map<String, Value>,
     budget: usize,
     narrow: &[String],
@@ -247,25 +255,23 @@ fn shape(
     if proc.output.structured.is_empty() {
         // No shaping declared: the step results are the result.
         for s in &proc.steps {
-            structured.insert(s.name.clone(), ctx.get(&s.name).cloned().unwrap_or(Value::Null));
+            structured.insert(s.name.clone(), results.get(&s.name).map(|v| (**v).clone()).unwrap_or(Value::Null));
         }
     }
-    // Template values are converted once; each new field is added as it is computed.
-    let mut scope: std::collections::BTreeMap<String, minijinja::Value> =
-        ctx.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     for (field, spec) in &proc.output.structured {
-        let mctx = minijinja::Value::from(scope.clone());
         let fail = |e: minijinja::Error| Error::Output { field: field.clone(), message: template_error(&e) };
         let v = match spec {
-            crate::spec::model::FieldSpec::Each(each) => rows(each, &mctx, ctx.keys()).map_err(fail)?,
-            _ => template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?,
+            crate::spec::model::FieldSpec::Each(each) => rows(each, &scope).map_err(fail)?,
+            _ => {
+                let mctx = minijinja::Value::from(scope.clone());
+                template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?
+            }
         };
-        scope.insert(field.clone(), template::to_value(&v));
         // Fields named `_...` are intermediate: usable by later fields, not returned.
         if !field.starts_with('_') {
             structured.insert(field.clone(), v.clone());
         }
-        ctx.insert(field.clone(), v);
+        scope.insert(field.clone(), json_view::view(Arc::new(v)));
     }
     if !sections.is_empty() {
         structured.insert("sections".into(), Value::Object(sections));
@@ -276,15 +282,15 @@ fn shape(
         && let Value::Object(m) = &structured
     {
         for (k, v) in m {
-            ctx.insert(k.clone(), v.clone());
+            scope.insert(k.clone(), json_view::view(Arc::new(v.clone())));
         }
     }
+    let mctx = minijinja::Value::from(scope);
     let text = match &proc.output.text {
-        Some(t) => template::render_shaping(t, &crate::engine::template::to_value(&ctx))
+        Some(t) => template::render_shaping(t, &mctx)
             .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
         None => serde_json::to_string_pretty(&structured).unwrap_or_default(),
     };
-    let mctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
     let content = proc
         .output
         .content
@@ -312,26 +318,21 @@ fn shape(
 }
 
 /// Evaluate an `each` field: one row per list element that passes `where`. Rows see the
-/// whole context (inputs, steps, earlier fields) plus the element.
-fn rows<'a>(
-    spec: &crate::spec::model::EachFieldSpec,
-    ctx: &minijinja::Value,
-    names: impl Iterator<Item = &'a String>,
-) -> Result<Value, minijinja::Error> {
+/// whole scope (inputs, steps, earlier fields) plus the element.
+fn rows(spec: &crate::spec::model::EachFieldSpec, scope: &Scope) -> Result<Value, minijinja::Error> {
     let env = template::shaping_env();
-    let list = template::eval_shaping(&spec.each, ctx)?;
+    let list = template::eval_shaping(&spec.each, &minijinja::Value::from(scope.clone()))?;
     if list.is_none() || list.is_undefined() {
         return Ok(Value::Array(Vec::new()));
     }
-    // Compile once; per element, a shallow scope of shared (reference-counted) values.
+    // Compile once; per element, a shallow copy of the scope (values are shared).
     let filter = spec.where_.as_deref().map(|w| env.compile_expression(w)).transpose()?;
     let fields = spec
         .fields
         .iter()
         .map(|(k, e)| Ok((k.as_str(), env.compile_expression(e)?)))
         .collect::<Result<Vec<_>, minijinja::Error>>()?;
-    let mut scope: std::collections::BTreeMap<String, minijinja::Value> =
-        names.map(|k| (k.clone(), ctx.get_attr(k).unwrap_or_default())).collect();
+    let mut scope = scope.clone();
     let mut out = Vec::new();
     for item in list.try_iter()? {
         scope.insert(spec.as_name.clone(), item);

@@ -193,7 +193,7 @@ fn dispatch(
     };
     let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
     match (method, name, sub) {
-        (Method::GET, None, _) => respond(list(store, &rt, ns, q), wants_table(headers), &rt, store),
+        (Method::GET, None, _) => list(store, &rt, ns, q, wants_table(headers)).unwrap_or_else(|e| e),
         (Method::GET, Some(n), None) => respond(get_one(store, &rt, ns, n), wants_table(headers), &rt, store),
         (Method::GET, Some(n), Some("log")) if rt.kind == "Pod" => logs(store, ns, n, q),
         (Method::GET, Some(n), Some("scale")) => scale_get(store, &rt, ns, n),
@@ -215,7 +215,10 @@ fn wants_table(headers: &HeaderMap) -> bool {
 /// columns for common kinds (Name and Age otherwise).
 fn respond(result: Result<Value, Response>, table: bool, rt: &ResourceType, store: &Shared) -> Response {
     match result {
-        Ok(v) if table => axum::Json(as_table(&v, rt, store)).into_response(),
+        Ok(v) if table => {
+            let now = store.read().unwrap_or_else(|e| e.into_inner()).captured_at.unwrap_or_else(chrono::Utc::now);
+            axum::Json(as_table(&[&v], json!({}), rt, now)).into_response()
+        }
         Ok(v) => axum::Json(v).into_response(),
         Err(resp) => resp,
     }
@@ -224,12 +227,7 @@ fn respond(result: Result<Value, Response>, table: bool, rt: &ResourceType, stor
 /// Computes a row's cells from an object.
 type RowCells<'a> = Box<dyn Fn(&Value) -> Vec<Value> + 'a>;
 
-fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
-    let now = store.read().unwrap_or_else(|e| e.into_inner()).captured_at.unwrap_or_else(chrono::Utc::now);
-    let (items, metadata) = match v.get("items").and_then(Value::as_array) {
-        Some(items) => (items.clone(), v.get("metadata").cloned().unwrap_or(json!({}))),
-        None => (vec![v.clone()], json!({})),
-    };
+fn as_table(items: &[&Value], metadata: Value, rt: &ResourceType, now: chrono::DateTime<chrono::Utc>) -> Value {
     let age = |o: &Value| {
         o.pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)
@@ -333,7 +331,13 @@ fn as_table(v: &Value, rt: &ResourceType, store: &Shared) -> Value {
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once
-fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String>) -> Result<Value, Response> {
+fn list(
+    store: &Shared,
+    rt: &ResourceType,
+    ns: &str,
+    q: &BTreeMap<String, String>,
+    table: bool,
+) -> Result<Response, Response> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
@@ -355,7 +359,8 @@ fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String
         .filter(|((ons, _), _)| ns.is_empty() || ons == ns)
         .map(|(_, o)| o)
         .filter(|o| labels.matches(o) && fields.matches(o));
-    let mut items = Vec::new();
+    // Items are serialized straight from the store (no clone of the objects).
+    let mut items: Vec<&Value> = Vec::new();
     let mut seen = 0usize;
     let mut more = 0usize;
     for o in matching {
@@ -364,7 +369,7 @@ fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String
             continue;
         }
         if items.len() < limit {
-            items.push(o.clone());
+            items.push(o);
         } else {
             more += 1;
         }
@@ -375,9 +380,13 @@ fn list(store: &Shared, rt: &ResourceType, ns: &str, q: &BTreeMap<String, String
         metadata["continue"] = json!((offset + items.len()).to_string());
         metadata["remainingItemCount"] = json!(more);
     }
-    Ok(
-        json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}),
-    )
+    if table {
+        let now = s.captured_at.unwrap_or_else(chrono::Utc::now);
+        return Ok(axum::Json(as_table(&items, metadata, rt, now)).into_response());
+    }
+    let body = serde_json::to_vec(&json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}))
+        .map_err(|e| status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once

@@ -21,6 +21,7 @@ import urllib.parse
 import urllib.request
 
 FEEDER_JOB = "chm-synthetic"
+RECORDS = 'instance:node_cpu_utilisation:rate5m|namespace:container_cpu_usage_seconds_total:sum_rate'
 
 
 def get(url, timeout=5):
@@ -86,7 +87,8 @@ def cmd_wait(a):
     want_p = {alert_key(x["labels"]) for x in exp["alerts"]["pending"]}
     t0 = time.time()
     deadline = t0 + a.timeout
-    scraped = alerts_ok = False
+    scraped = alerts_ok = recorded = False
+    fresh_at = None
     firing = pending = set()
     while time.time() < deadline:
         if not alive(a.pid):
@@ -94,19 +96,30 @@ def cmd_wait(a):
             return 2
         try:
             if not scraped:
-                scraped = bool(query(a.url, 'up{job="%s"} == 1' % FEEDER_JOB))
-                if scraped:
-                    print("check.py: synthetic target scraped after %.1fs" % (time.time() - t0), file=sys.stderr)
+                # the live exporter is being scraped and the newest sample is <= 31 s old (older
+                # samples make rate() at "now" extrapolate less and read low)
+                up = query(a.url, 'up{job="%s"} == 1' % FEEDER_JOB)
+                res = query(a.url, 'max(timestamp(node_memory_MemTotal_bytes{job="node-exporter"}))')
+                if up and res and res[0]["value"][0] - float(res[0]["value"][1]) <= 31:
+                    scraped, fresh_at = True, res[0]["value"][0]
+                    print("check.py: live exporter scraped, data fresh after %.1fs" % (time.time() - t0),
+                          file=sys.stderr)
+            if scraped and not recorded:
+                # recording rules evaluated while the data were stale read low: wait for a
+                # fresh evaluation of every recording rule
+                res = query(a.url, 'min(timestamp({__name__=~"%s"}))' % RECORDS)
+                recorded = bool(res) and float(res[0]["value"][1]) > fresh_at
             firing, pending = alert_sets(a.url)
             if firing == want_f and want_p <= pending and not alerts_ok:
                 alerts_ok = True
                 print("check.py: expected alerts firing after %.1fs" % (time.time() - t0), file=sys.stderr)
-            if scraped and alerts_ok:
+            if scraped and alerts_ok and recorded:
                 return 0
         except (urllib.error.URLError, OSError, RuntimeError) as e:
             print("check.py: %s" % e, file=sys.stderr)
         time.sleep(0.5)
-    print("check.py: timeout after %ss: synthetic target scraped=%s" % (a.timeout, scraped), file=sys.stderr)
+    print("check.py: timeout after %ss: synthetic target scraped=%s, recording rules re-evaluated=%s"
+          % (a.timeout, scraped, recorded), file=sys.stderr)
     for k in sorted(want_f - firing):
         print("  expected firing, not firing: %s" % k, file=sys.stderr)
     for k in sorted(firing - want_f):

@@ -11,8 +11,8 @@ model produces both the backfill and the live continuation:
       plus expected.json: ground truth computed from the written samples with the
       formulas PromQL 2.x uses (see promql_* helpers below).
   generate.py serve --end T --port 0 --port-file F [--watch-dir DIR]
-      Prometheus text exposition of the same series at wall-clock time, scraped
-      with honor_labels so the series continue seamlessly after T.
+      the same series after T: to Prometheus (honor_labels) on the backfill's 30 s grid
+      with explicit timestamps, so the stored data continue seamlessly (cmd_serve).
 
 Sample layout (TIERS below, see README.md): node-exporter / cAdvisor series and counters
 every 30 s for (T-2h, T], 5 min for (T-24h, T-2h], 30 min before; container-level
@@ -805,10 +805,11 @@ def cmd_gen(args):
 
 
 # --------------------------------------------------------------------------- serve
-def exposition(model, now, catchup=()):
-    """Text exposition of every series at `now` (no timestamp: Prometheus stamps the scrape).
+def exposition(model, now=None, points=()):
+    """Text exposition of every series.
 
-    `catchup`: earlier times, emitted first with explicit timestamps (first scrape only)."""
+    points: sample times (unix s) emitted with explicit timestamps (what Prometheus gets);
+    now: one sample per series without timestamp (for humans / curl)."""
     lines = []
     seen = set()
     for s in model.series:
@@ -817,40 +818,51 @@ def exposition(model, now, catchup=()):
         if s.name not in seen:
             seen.add(s.name)
             lines.append("# TYPE %s %s" % (s.name, s.kind))
-        for t in catchup:
+        for t in points:
             u = t - model.T
             if u >= s.start and (v := s.fn(u)) is not None:
-                lines.append("%s %s %d" % (s.text, fmt(v), round(t * 1000)))
-        u = now - model.T
-        if u >= s.start and (v := s.fn(u)) is not None:
-            lines.append("%s %s" % (s.text, fmt(v)))
+                lines.append("%s %s %d" % (s.text, fmt(v), t * 1000))
+        if now is not None:
+            u = now - model.T
+            if u >= s.start and (v := s.fn(u)) is not None:
+                lines.append("%s %s" % (s.text, fmt(v)))
     return "\n".join(lines) + "\n"
 
 
 def cmd_serve(args):
+    """Live continuation of the backfill.
+
+    Prometheus (recognised by its User-Agent) gets the model sampled on the backfill's 30 s grid
+    with explicit timestamps: every grid point after the last one it was given (on its first
+    scrape: all points since T), or the latest one again (an identical duplicate, ignored). So
+    the stored data continue the backfill without a hole and at the same spacing, whatever the
+    scrape interval (start.sh polls every 2 s, so the newest sample is at most ~32 s old).
+    Nothing is handed out before T+30 s (T itself is in the blocks).
+    Why it matters: rate() extrapolates a [5m] window to its ends only if the first/last samples
+    are within 1.1 x the window's average spacing of them, so a hole after T, or live samples
+    denser than the 30 s backfill, make rate() windows read 5-10 % low."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     model = Model(args.seed, args.end)
-    state = dict(caught_up=False, lock=threading.Lock())
+    state = dict(last=model.T, lock=threading.Lock())
 
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path.startswith("/metrics"):
-                now = time.time()  # float: counters must not lag the scrape timestamp
-                catchup = ()
-                # The first Prometheus scrape also gets the samples it missed between T (end of
-                # the backfill) and now, on the backfill's 30 s grid with explicit timestamps:
-                # otherwise the hole looks like missing data to rate()'s extrapolation and every
-                # [5m] window starting inside it reads low. The scrape interval must be 30 s as
-                # well: windows mixing 30 s and shorter spacing extrapolate less (threshold =
-                # 1.1 x average spacing) and read up to 5 % low.
+                now = time.time()
                 if self.headers.get("User-Agent", "").startswith("Prometheus/"):
+                    latest = model.T + RECENT_STEP * math.floor((now - model.T) / RECENT_STEP)
                     with state["lock"]:
-                        if not state["caught_up"]:
-                            state["caught_up"] = True
-                            catchup = list(range(model.T + RECENT_STEP, math.ceil(now - 1), RECENT_STEP))
-                            print("generate.py serve: first scrape at T+%.1fs, %d catch-up samples per series"
-                                  % (now - model.T, len(catchup)), file=sys.stderr)
-                body = exposition(model, now, catchup).encode()
+                        first = state["last"] == model.T
+                        points = list(range(state["last"] + RECENT_STEP, latest + 1, RECENT_STEP))
+                        if not points and latest > model.T:
+                            points = [latest]  # identical duplicate: Prometheus ignores it
+                        state["last"] = max(state["last"], latest)
+                    if first and points:
+                        print("generate.py serve: first samples handed out at T+%.1fs: %d per series"
+                              % (now - model.T, len(points)), file=sys.stderr)
+                    body = exposition(model, points=points).encode()
+                else:
+                    body = exposition(model, now=now).encode()
                 ctype = "text/plain; version=0.0.4; charset=utf-8"
             elif self.path.startswith("/-/healthy"):
                 body, ctype = b"OK\n", "text/plain"

@@ -18,7 +18,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 WAIT_TIMEOUT="${CHM_PROM_TIMEOUT:-60}"
-SCRAPE_INTERVAL=30  # seconds; must equal the 30 s step of the backfill's last 2 h (see README)
+SCRAPE_INTERVAL=2  # s; the exporter hands out 30 s-grid samples with explicit timestamps (README)
 START_NS=$(date +%s%N)
 
 log() { echo "start.sh: [$(( ($(date +%s%N) - START_NS) / 1000000 )) ms] $*" >&2; }
@@ -65,8 +65,8 @@ free_port() {
 
 # ---------------------------------------------------------------- data
 # Reference time T = now rounded down to the minute: the backfill ends at T, the live
-# exporter serves the same model for t > T (scraped every 30 s; its first answer also
-# carries the samples between T and then, with explicit timestamps, so there is no hole).
+# exporter continues the same model after T on the same 30 s grid (explicit timestamps;
+# Prometheus polls it every 2 s), so the stored data have no hole at T.
 T=$(( $(date +%s) / 60 * 60 ))
 "$PY" "$HERE/generate.py" gen --end "$T" --out "$DIR/data.om" --expected "$DIR/expected.json" \
   || fail "generate.py failed"
@@ -97,8 +97,7 @@ FEEDER_PORT=$(cat "$DIR/feeder.port")
 
 cat >"$DIR/prometheus.yml" <<EOF
 global:
-  scrape_interval: ${SCRAPE_INTERVAL}s
-  scrape_timeout: 10s
+  scrape_interval: 30s
   evaluation_interval: 5s
 rule_files:
   - $DIR/rules.yml
@@ -107,6 +106,8 @@ scrape_configs:
   # the target's own instance label is dropped so cAdvisor / kube-state-metrics series keep
   # exactly the label sets of the backfill.
   - job_name: chm-synthetic
+    scrape_interval: ${SCRAPE_INTERVAL}s
+    scrape_timeout: ${SCRAPE_INTERVAL}s
     honor_labels: true
     static_configs:
       - targets: ['127.0.0.1:$FEEDER_PORT']
