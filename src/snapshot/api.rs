@@ -510,11 +510,43 @@ fn patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, headers: &Head
         Ok(p) => p,
         Err(e) => return bad_request(format!("invalid patch body: {e}")),
     };
-    // Strategic merge patches are applied as JSON merge patches (lists are replaced).
+    let strategic = ctype.starts_with("application/strategic-merge-patch+json");
     with_object(store, rt, ns, name, |obj| {
-        crate::spec::compile::merge_patch(obj, &patch);
+        if strategic {
+            strategic_merge(obj, &patch);
+        } else {
+            crate::spec::compile::merge_patch(obj, &patch);
+        }
         Ok(())
     })
+}
+
+/// The common case of a strategic merge patch: objects merge like a JSON merge patch, and
+/// lists of named objects (containers, env, ports, volumes) merge item by item on `name`;
+/// other lists are replaced.
+fn strategic_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(p))
+            if p.iter().all(|i| i.get("name").is_some()) && t.iter().all(|i| i.get("name").is_some()) =>
+        {
+            for item in p {
+                match t.iter_mut().find(|x| x.get("name") == item.get("name")) {
+                    Some(existing) => strategic_merge(existing, item),
+                    None => t.push(item.clone()),
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
 }
 
 fn scale_of(rt: &ResourceType, obj: &Value) -> Value {

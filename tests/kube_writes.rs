@@ -1,0 +1,85 @@
+//! The kubernetes backend's write verbs (scale, rollout-restart, delete, patch) through the
+//! engine, against the in-memory copy of the demo snapshot; and the validation rule that only
+//! destructive tools may write.
+
+use std::sync::Arc;
+
+use cluster_health_mcp::engine::{Active, invoke};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn call(active: &Active, tool: &str, args: Value) -> Result<Value, String> {
+    let t = active.tools.get(tool).unwrap();
+    invoke::run(active, &t.proc, args.as_object().unwrap(), None, &CancellationToken::new())
+        .await
+        .map(|o| o.structured)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn write_verbs_change_the_in_memory_cluster() {
+    let paths = [root().join("tools.d"), root().join("modes"), root().join("tests/kube_writes")];
+    let reg = cluster_health_mcp::spec::compile::load_registry(&paths).unwrap();
+    let active = Active::new(Arc::new(reg), "demo").unwrap();
+    let ns = json!("payments");
+
+    let out = call(&active, "scale-deployment", json!({"namespace": ns, "name": "payments-gateway", "replicas": 4}))
+        .await
+        .unwrap();
+    assert_eq!(out["replicas"], 4);
+    let dep = call(&active, "get-resource", json!({"api_version": "apps/v1", "kind": "Deployment", "namespace": ns, "name": "payments-gateway", "fields": ["spec.replicas"]})).await.unwrap();
+    assert_eq!(dep["object"]["replicas"], 4);
+
+    let out = call(&active, "restart-deployment", json!({"namespace": ns, "name": "payments-gateway"})).await.unwrap();
+    assert!(out["restarted_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{out}");
+
+    let out = call(
+        &active,
+        "raise-memory-limit",
+        json!({"namespace": ns, "name": "payments-api", "container": "payments-api", "memory": "3Gi"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["limits"]["memory"], "3Gi");
+    let dep = call(&active, "get-resource", json!({"api_version": "apps/v1", "kind": "Deployment", "namespace": ns, "name": "payments-api", "fields": ["spec.template.spec.containers"]})).await.unwrap();
+    let c = &dep["object"]["containers"][0];
+    assert!(
+        c["image"].is_string() && c["resources"]["requests"].is_object(),
+        "a strategic patch merges containers by name: {c}"
+    );
+
+    let pods = call(&active, "list-pods", json!({"namespace": "payments", "label_selector": "app=payments-api"}))
+        .await
+        .unwrap();
+    let victim = pods["pods"][0]["name"].as_str().unwrap().to_string();
+    let out = call(&active, "delete-pod", json!({"namespace": ns, "name": victim})).await.unwrap();
+    assert_eq!(out["deleted"], victim.as_str());
+    let err = call(&active, "get-pod", json!({"namespace": ns, "name": victim})).await.unwrap_err();
+    assert!(err.contains("404") && err.contains("list first"), "{err}");
+
+    let file = root().join("tests/snapshots/demo-cluster/namespaces/payments/core/pods.yaml");
+    assert!(std::fs::read_to_string(file).unwrap().contains(&victim), "the snapshot files are never touched");
+}
+
+#[test]
+fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(root().join("tests/kube_writes/remediation.yaml")).unwrap().replace("annotations: {destructive: true}\n  input:\n    namespace: {type: string, format: k8s-namespace, required: true}\n    name: {type: string, format: k8s-name, required: true}\n  steps:\n    deleted", "annotations: {readOnly: true}\n  input:\n    namespace: {type: string, format: k8s-namespace, required: true}\n    name: {type: string, format: k8s-name, required: true}\n  steps:\n    deleted");
+    std::fs::write(dir.path().join("w.yaml"), spec).unwrap();
+    let Err(diags) = cluster_health_mcp::spec::compile::load_registry(&[
+        dir.path().to_path_buf(),
+        root().join("modes/backends.yaml"),
+    ]) else {
+        panic!("a read-only tool that deletes must not validate");
+    };
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.message.contains("verb `delete` changes the cluster but the tool is not annotated destructive")),
+        "{diags:?}"
+    );
+}
