@@ -280,7 +280,11 @@ impl PrometheusBackend {
             });
         }
         let data = body.get("data").cloned().unwrap_or(Value::Null);
-        let shaped = shape(data, raw);
+        let mut shaped = shape(data, raw);
+        // Say which step a range really used: it grows to keep within the point budget.
+        if let (Some((_, step)), Value::Object(m)) = (params.iter().find(|(k, _)| k == "step"), &mut shaped) {
+            m.insert("stepSeconds".into(), json!(step.parse::<f64>().unwrap_or(0.0)));
+        }
         if req.get("guarded").and_then(Value::as_bool).unwrap_or(false)
             && let Some(n) = shaped.get("result").and_then(Value::as_array).map(Vec::len)
             && n > self.guardrails.max_series
