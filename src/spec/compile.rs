@@ -666,7 +666,7 @@ fn check_template(
         ));
     }
     deps.extend(vars.into_iter().filter(|v| step_names.contains(v)));
-    for path in jsonpath_literals(source, expression) {
+    for path in jsonpath_literals(source) {
         if let Err(e) = extract::check(&path) {
             diags.push(src.diag_in_value(
                 pointer,
@@ -704,10 +704,9 @@ fn check_json_templates(
 }
 
 /// String literals passed to `jsonpath(...)` / `jsonpath_one(...)` filters.
-fn jsonpath_literals(source: &str, expression: bool) -> Vec<String> {
+fn jsonpath_literals(source: &str) -> Vec<String> {
     // The filters take their path as the first argument; find `jsonpath('...')` textually,
     // which covers the literal forms specs use.
-    let _ = expression;
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r#"jsonpath(?:_one)?\(\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")"#).expect("regex")
     });

@@ -130,14 +130,13 @@ fn parse(source: &str, record: bool) -> Result<Vec<YamlDoc>, SyntaxError> {
                     _ => resolve_plain_scalar(&text),
                 };
                 // A scalar in key position becomes the pending key of its mapping.
-                if let Some(Frame::Map { pending_key, pointer, .. }) = stack.last_mut()
+                if let Some(Frame::Map { pending_key, .. }) = stack.last_mut()
                     && pending_key.is_none()
                 {
                     let key = match value {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    let _ = pointer;
                     *pending_key = Some((key, pos));
                     continue;
                 }
