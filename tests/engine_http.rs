@@ -130,3 +130,44 @@ async fn required_step_failure_fails_the_call_with_the_backend_named() {
     let msg = err.to_string();
     assert!(msg.starts_with("step `incidents` failed: backend `engine` could not be reached"), "{msg}");
 }
+
+#[tokio::test]
+async fn cancelling_a_call_stops_waiting_for_its_backends() {
+    let live = test_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        r#"
+apiVersion: cluster-health-mcp/v1
+kind: Backend
+metadata: {{name: engine}}
+spec: {{type: http, baseUrl: "{live}", timeout: 30s}}
+---
+apiVersion: cluster-health-mcp/v1
+kind: Mode
+metadata: {{name: test}}
+spec: {{backends: {{engine: {{}}}}}}
+---
+apiVersion: cluster-health-mcp/v1
+kind: Tool
+metadata: {{name: slow}}
+spec:
+  description: Waits on a backend that answers after 10 s.
+  steps:
+    wait: {{http: {{backend: engine, path: /slow}}}}
+"#
+    );
+    std::fs::write(dir.path().join("specs.yaml"), spec).unwrap();
+    let reg = cluster_health_mcp::spec::compile::load_registry(&[dir.path().to_path_buf()]).unwrap();
+    let active = Active::new(Arc::new(reg), "test").unwrap();
+    let tool = active.tools.get("slow").unwrap().clone();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let err = invoke::run(&active, &tool.proc, &serde_json::Map::new(), None, &cancel).await.unwrap_err();
+    assert!(matches!(err, invoke::Error::Cancelled), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "cancelled promptly: {:?}", started.elapsed());
+}

@@ -78,3 +78,21 @@ fn every_example_yaml_in_the_repo_validates() {
         }
     }
 }
+
+#[test]
+fn modes_select_by_label_and_exclude_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mode.yaml"),
+        "apiVersion: cluster-health-mcp/v1\nkind: Mode\nmetadata: {name: core-only}\nspec:\n  backends: {kubernetes: {}, prometheus: {}}\n  tools: {labels: {toolset: core}, exclude: [get-pod-logs]}\n",
+    )
+    .unwrap();
+    let reg =
+        compile::load_registry(&[root().join("tools.d"), root().join("modes"), dir.path().to_path_buf()]).unwrap();
+    let active = cluster_health_mcp::engine::Active::new(std::sync::Arc::new(reg), "core-only").unwrap();
+    assert!(active.tools.contains_key("list-pods"));
+    assert!(!active.tools.contains_key("get-pod-logs"), "excluded by name");
+    assert!(!active.tools.contains_key("list-alerts"), "monitoring tools lack the label");
+    let why = active.exposure.iter().find(|e| e.name == "list-alerts").unwrap();
+    assert_eq!(why.reason, "lacks label toolset=core");
+}
