@@ -36,7 +36,8 @@ pub struct Cli {
     /// embedded catalogue.
     #[arg(long = "specs", global = true, value_name = "PATH")]
     pub specs: Vec<PathBuf>,
-    /// Deployment mode to activate: standalone, monitoring, full, or any Mode you define.
+    /// Deployment mode: demo (default: the built-in offline cluster), standalone (your
+    /// kubeconfig or in-cluster account), monitoring (+ Prometheus), full, or any Mode you define.
     #[arg(long, global = true, value_name = "MODE")]
     pub mode: Option<String>,
     /// Log filter for stderr (e.g. info, debug, cluster_health_mcp=trace).
@@ -65,6 +66,17 @@ pub enum Command {
     /// Run one tool once and print its structured result and text.
     Call(call::Args),
     /// Serve MCP over stdio (default) or Streamable HTTP.
+    ///
+    /// stdio is for local clients such as Claude Desktop (logs go to stderr). HTTP serves
+    /// Streamable HTTP at /mcp plus /healthz, /readyz and /metrics, on 127.0.0.1:8080 unless
+    /// --bind says otherwise; Host and Origin are checked, and CHM_HTTP__TOKEN_FILE requires a
+    /// bearer token. Spec files are watched and reloaded (the last good set keeps serving).
+    ///
+    /// Examples:
+    ///   cluster-health-mcp serve                                  # demo cluster over stdio
+    ///   cluster-health-mcp --mode standalone serve --transport http
+    ///   cluster-health-mcp --mode monitoring serve --transport http --bind 0.0.0.0:8080 --stateless
+    #[command(verbatim_doc_comment)]
     Serve(crate::mcp::ServeArgs),
     /// Offline cluster snapshots: serve one as a Kubernetes API, inspect, generate.
     Snapshot(snapshot::Args),

@@ -272,9 +272,20 @@ impl ServerHandler for Handler {
             .enable_completions()
             .enable_logging()
             .build();
+        // Point the model at the overview tool only when this mode exposes it.
+        let active = self.state.current();
+        let instructions = if active.tools.contains_key("get-cluster-health") {
+            INSTRUCTIONS.to_string()
+        } else {
+            format!(
+                "Tools of the `{}` mode: {}.",
+                active.mode.name,
+                active.tools.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
         InitializeResult::new(caps)
             .with_server_info(Implementation::new("cluster-health-mcp", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(instructions)
     }
 
     async fn list_tools(
