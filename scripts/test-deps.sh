@@ -128,6 +128,7 @@ need_apt=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 dpkg -s postgresql >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v hyperfine >/dev/null || need_apt+=(hyperfine)
+command -v curl >/dev/null || need_apt+=(curl)   # tests/conformance/run.sh polls /healthz
 if ((${#need_apt[@]})); then
   [[ $(id -u) -eq 0 ]] || die "need root to apt-get install: ${need_apt[*]}"
   log "apt-get install ${need_apt[*]}"
