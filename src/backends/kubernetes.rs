@@ -75,14 +75,16 @@ impl KubernetesBackend {
             None => ("", api_version),
         };
         let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-        let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| Error::InvalidRequest {
-            backend: self.name.clone(),
-            message: match &e {
-                kube::Error::Discovery(_) => {
-                    format!("the cluster does not serve {kind} in {api_version} (is its CRD or operator installed?)")
-                }
-                _ => format!("discovering {kind} in {api_version} failed: {}", kube_message(&e)),
+        // A kind the cluster lacks is the caller's problem; anything else (connection refused,
+        // TLS, auth) means the cluster is unavailable.
+        let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| match &e {
+            kube::Error::Discovery(_) => Error::InvalidRequest {
+                backend: self.name.clone(),
+                message: format!(
+                    "the cluster does not serve {kind} in {api_version} (is its CRD or operator installed?)"
+                ),
             },
+            _ => self.map_error(e, kind, None),
         })?;
         let namespaced = caps.scope == Scope::Namespaced;
         self.discovered.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (ar.clone(), namespaced));
