@@ -118,8 +118,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Load the registry the settings point at, printing diagnostics on failure.
 pub(crate) fn load_registry(settings: &Settings) -> Result<crate::engine::Registry, ExitCode> {
-    let paths = settings.spec_paths();
-    crate::spec::compile::load_paths_or_embedded(paths.as_deref()).map_err(|diags| {
+    load_from(settings.spec_paths().as_deref())
+}
+
+/// Load spec paths (or the embedded catalogue), printing every diagnostic on failure.
+pub(crate) fn load_from(paths: Option<&[PathBuf]>) -> Result<crate::engine::Registry, ExitCode> {
+    crate::spec::compile::load_paths_or_embedded(paths).map_err(|diags| {
         let mut err = std::io::stderr().lock();
         for d in &diags {
             let _ = writeln!(err, "{d}");

@@ -13,15 +13,9 @@ pub struct Args {
 
 pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() { settings.spec_paths() } else { Some(args.paths.clone()) };
-    let reg = match crate::spec::compile::load_paths_or_embedded(paths.as_deref()) {
+    let reg = match super::load_from(paths.as_deref()) {
         Ok(r) => r,
-        Err(diags) => {
-            for d in &diags {
-                eprintln_line(&d.to_string());
-            }
-            eprintln_line(&crate::spec::compile::summary(&diags));
-            return Ok(ExitCode::from(crate::EXIT_INVALID_SPEC));
-        }
+        Err(code) => return Ok(code),
     };
     super::out(&format!(
         "ok: {} tools, {} resources, {} prompts, {} backends, {} modes in {} files",
@@ -33,9 +27,4 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         reg.files.len()
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-fn eprintln_line(s: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{s}");
 }

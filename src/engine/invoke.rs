@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::Active;
 use super::json_view;
-use super::registry::{Call, Procedure, Step};
+use super::registry::{Procedure, Step};
 use super::template;
 
 /// Template variables of a call.
@@ -83,13 +83,7 @@ pub fn prepare_args(proc: &Procedure, args: &Map<String, Value>) -> Result<Map<S
 
 /// Render one step's request from the context (no network).
 pub fn render_request(step: &Step, ctx: &minijinja::Value) -> Result<Value, String> {
-    let spec = match &step.call {
-        Call::Http(h) => serde_json::to_value(h),
-        Call::Kubernetes(k) => serde_json::to_value(k),
-        Call::Prometheus(p) => serde_json::to_value(p),
-    }
-    .map_err(|e| e.to_string())?;
-    template::render_json(&spec, ctx).map_err(|e| template_error(&e))
+    template::render_json(&step.request, ctx).map_err(|e| template_error(&e))
 }
 
 /// A template error on one line, with its detail.

@@ -10,10 +10,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::spec::model::{
-    BackendSpec, HttpCallSpec, InputSpec, KubernetesCallSpec, ModeSpec, OutputSpec, PrometheusCallSpec, PromptSpec,
-    SelectorSpec,
-};
+use crate::spec::model::{BackendSpec, InputSpec, ModeSpec, OutputSpec, PromptSpec, SelectorSpec};
 
 /// Everything loaded from the spec directories.
 #[derive(Default)]
@@ -95,15 +92,9 @@ pub struct Step {
     pub deps: Vec<String>,
     /// Backend binding name.
     pub backend: String,
-    pub call: Call,
-}
-
-/// The backend call of a step.
-#[derive(Debug, Clone)]
-pub enum Call {
-    Http(Box<HttpCallSpec>),
-    Kubernetes(Box<KubernetesCallSpec>),
-    Prometheus(Box<PrometheusCallSpec>),
+    /// The call (http, kubernetes or prometheus spec) as a JSON tree of templates, built once
+    /// at compile time and rendered per call.
+    pub request: Value,
 }
 
 /// A compiled tool.

@@ -70,12 +70,16 @@ fn args_of(v: Option<Map<String, Value>>) -> Map<String, Value> {
 }
 
 impl Handler {
-    async fn run_tool(&self, params: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> CallToolResult {
-        let active = self.state.current();
-        let name = params.name.to_string();
-        let Some(tool) = active.tools.get(&name).cloned() else {
-            return CallToolResult::error(vec![ContentBlock::text(format!("unknown tool `{name}`"))]);
-        };
+    /// Run a tool of the registry snapshot the call started with (a reload mid-call does
+    /// not change it).
+    async fn run_tool(
+        &self,
+        active: Arc<crate::engine::Active>,
+        tool: Arc<registry::Tool>,
+        params: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let name = tool.name.clone();
         let started = Instant::now();
         // Progress goes out in order through one forwarder task.
         let token = ctx.meta.get_progress_token();
@@ -302,13 +306,14 @@ impl ServerHandler for Handler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if !self.state.current().tools.contains_key(request.name.as_ref()) {
+        let active = self.state.current();
+        let Some(tool) = active.tools.get(request.name.as_ref()).cloned() else {
             return Err(McpError::invalid_params(
                 format!("unknown tool `{}`; call tools/list to see the available tools", request.name),
                 None,
             ));
-        }
-        Ok(self.run_tool(request, ctx).await.into())
+        };
+        Ok(self.run_tool(active, tool, request, ctx).await.into())
     }
 
     async fn list_resources(

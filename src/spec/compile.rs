@@ -17,7 +17,7 @@ use super::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, Res
 use super::yaml::pointer_segment;
 use crate::engine::extract;
 use crate::engine::quantity::parse_duration;
-use crate::engine::registry::{BackendBinding, Call, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool};
+use crate::engine::registry::{BackendBinding, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool};
 use crate::engine::template::{self, TextContext};
 
 /// Load and compile spec paths: the registry, or every problem found.
@@ -348,8 +348,8 @@ fn compile_procedure(
             continue;
         }
         let (call_key, call_json) = &calls[0];
-        let (backend, call) = match (&step.http, &step.kubernetes, &step.prometheus) {
-            (Some(h), _, _) => (h.backend.clone(), Call::Http(Box::new(h.clone()))),
+        let backend = match (&step.http, &step.kubernetes, &step.prometheus) {
+            (Some(h), _, _) => h.backend.clone(),
             (_, Some(k), _) => {
                 if k.verb.is_write() && !p.destructive {
                     diags.push(src.diag_in_value(
@@ -361,9 +361,9 @@ fn compile_procedure(
                         Some("add `annotations: {destructive: true}` to the tool, or use a read verb".into()),
                     ));
                 }
-                (k.backend.clone(), Call::Kubernetes(Box::new(k.clone())))
+                k.backend.clone()
             }
-            (_, _, Some(pq)) => (pq.backend.clone(), Call::Prometheus(Box::new(pq.clone()))),
+            (_, _, Some(pq)) => pq.backend.clone(),
             _ => unreachable!("exactly one call"),
         };
         match backends.get(&backend) {
@@ -466,7 +466,7 @@ fn compile_procedure(
             select_one: step.select_one,
             deps,
             backend,
-            call,
+            request: call_json.clone(),
         });
     }
     check_cycles(src, &steps, diags);
