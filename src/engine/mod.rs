@@ -4,6 +4,7 @@ pub mod budget;
 pub mod extract;
 pub mod invoke;
 pub mod json_view;
+pub mod lint;
 pub mod quantity;
 pub mod registry;
 pub mod template;

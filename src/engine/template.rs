@@ -1,13 +1,12 @@
 //! Templating: one minijinja environment with strict undefined and the filters specs use.
 //!
-//! Three jobs: render request templates (a leaf that is a single `{{ expr }}` keeps its JSON
-//! type), evaluate output expressions, and, at validation time, prove that free-text
-//! arguments never reach query text unescaped (`escape_violations`).
+//! Two jobs: render request templates (a leaf that is a single `{{ expr }}` keeps its JSON
+//! type) and evaluate output expressions. The proof that requests cannot be injected is in
+//! `lint`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
-use minijinja::machinery::ast::{CallArg, Expr, Stmt};
 use minijinja::value::{Kwargs, Rest};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use regex::Regex;
@@ -57,162 +56,6 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("index_by", index_by);
     env.add_function("now", quantity::now_function);
     env
-}
-
-/// Filters that make a value safe in each text context.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextContext {
-    /// PromQL query text.
-    Promql,
-    /// A URL path.
-    UrlPath,
-    /// A Kubernetes label or field selector.
-    Selector,
-}
-
-impl TextContext {
-    fn escapers(self) -> &'static [&'static str] {
-        match self {
-            TextContext::Promql => &["promql_string", "promql_regex", "promql_prefix", "promql_duration"],
-            TextContext::UrlPath => &["path_segment"],
-            TextContext::Selector => &["selector_value"],
-        }
-    }
-
-    /// The filters to name in a hint.
-    pub fn hint(self) -> String {
-        self.escapers().iter().map(|f| format!("`| {f}`")).collect::<Vec<_>>().join(" or ")
-    }
-}
-
-/// Filters whose result is a number or boolean whatever the input: they neutralise text.
-const NUMERIC_FILTERS: &[&str] = &["int", "float", "length", "count", "abs", "round", "bool"];
-
-/// Where a tainted value reaches template output without its context's escaping filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EscapeViolation {
-    /// The free-text input that leaks.
-    pub variable: String,
-    /// 1-based line and column inside the template.
-    pub line: usize,
-    pub col: usize,
-}
-
-/// Find every `{{ ... }}` in `source` that emits a tainted variable without escaping.
-pub fn escape_violations(
-    source: &str,
-    ctx: TextContext,
-    tainted: &HashSet<String>,
-) -> Result<Vec<EscapeViolation>, Error> {
-    let stmt = minijinja::machinery::parse(source, "<template>", Default::default())?;
-    let mut walker = TaintWalker { ctx, tainted: tainted.clone(), found: Vec::new() };
-    walker.stmt(&stmt);
-    Ok(walker.found)
-}
-
-struct TaintWalker {
-    ctx: TextContext,
-    tainted: HashSet<String>,
-    found: Vec<EscapeViolation>,
-}
-
-impl TaintWalker {
-    fn stmts(&mut self, body: &[Stmt<'_>]) {
-        for s in body {
-            self.stmt(s);
-        }
-    }
-
-    fn stmt(&mut self, stmt: &Stmt<'_>) {
-        match stmt {
-            Stmt::Template(t) => self.stmts(&t.children),
-            Stmt::EmitExpr(e) => {
-                if let Some(var) = self.taint(&e.expr) {
-                    let span = e.span();
-                    self.found.push(EscapeViolation {
-                        variable: var,
-                        line: span.start_line as usize,
-                        col: span.start_col as usize + 1,
-                    });
-                }
-            }
-            Stmt::ForLoop(f) => {
-                if self.taint(&f.iter).is_some() {
-                    self.mark_targets(&f.target);
-                }
-                self.stmts(&f.body);
-                self.stmts(&f.else_body);
-            }
-            Stmt::IfCond(c) => {
-                self.stmts(&c.true_body);
-                self.stmts(&c.false_body);
-            }
-            Stmt::WithBlock(w) => {
-                for (target, value) in &w.assignments {
-                    if self.taint(value).is_some() {
-                        self.mark_targets(target);
-                    }
-                }
-                self.stmts(&w.body);
-            }
-            Stmt::Set(s) if self.taint(&s.expr).is_some() => self.mark_targets(&s.target),
-            Stmt::SetBlock(s) => {
-                // A captured block is as tainted as anything it emits.
-                let before = self.found.len();
-                self.stmts(&s.body);
-                if self.found.len() > before {
-                    self.mark_targets(&s.target);
-                }
-            }
-            Stmt::AutoEscape(a) => self.stmts(&a.body),
-            Stmt::FilterBlock(f) => self.stmts(&f.body),
-            Stmt::Block(b) => self.stmts(&b.body),
-            Stmt::Macro(m) => self.stmts(&m.body),
-            Stmt::CallBlock(c) => self.stmts(&c.macro_decl.body),
-            _ => {}
-        }
-    }
-
-    fn mark_targets(&mut self, target: &Expr<'_>) {
-        match target {
-            Expr::Var(v) => {
-                self.tainted.insert(v.id.to_string());
-            }
-            Expr::List(l) => l.items.iter().for_each(|i| self.mark_targets(i)),
-            Expr::Tuple(t) => t.items.iter().for_each(|i| self.mark_targets(i)),
-            _ => {}
-        }
-    }
-
-    /// The tainted input an expression's value carries, if any.
-    fn taint(&self, expr: &Expr<'_>) -> Option<String> {
-        match expr {
-            Expr::Var(v) => self.tainted.contains(v.id).then(|| v.id.to_string()),
-            Expr::Const(_) | Expr::Test(_) | Expr::Compare(_) | Expr::UnaryOp(_) => None,
-            Expr::Filter(f) => {
-                if self.ctx.escapers().contains(&f.name) || NUMERIC_FILTERS.contains(&f.name) {
-                    None
-                } else {
-                    f.expr.as_ref().and_then(|e| self.taint(e)).or_else(|| self.args_taint(&f.args))
-                }
-            }
-            Expr::BinOp(b) => self.taint(&b.left).or_else(|| self.taint(&b.right)),
-            Expr::IfExpr(i) => self.taint(&i.true_expr).or_else(|| i.false_expr.as_ref().and_then(|e| self.taint(e))),
-            Expr::GetAttr(g) => self.taint(&g.expr),
-            Expr::GetItem(g) => self.taint(&g.expr),
-            Expr::Slice(s) => self.taint(&s.expr),
-            Expr::Call(c) => self.args_taint(&c.args),
-            Expr::List(l) => l.items.iter().find_map(|i| self.taint(i)),
-            Expr::Tuple(t) => t.items.iter().find_map(|i| self.taint(i)),
-            Expr::Map(m) => m.values.iter().chain(m.keys.iter()).find_map(|i| self.taint(i)),
-        }
-    }
-
-    fn args_taint(&self, args: &[CallArg<'_>]) -> Option<String> {
-        args.iter().find_map(|a| match a {
-            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => self.taint(e),
-        })
-    }
 }
 
 static SINGLE_EXPR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*\{\{-?(.*?)-?\}\}\s*$").expect("regex"));
@@ -484,39 +327,6 @@ pub fn to_value<T: serde::Serialize>(v: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tainted(names: &[&str]) -> HashSet<String> {
-        names.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn raw_free_text_in_promql_is_a_violation() {
-        let v = escape_violations("up{namespace=\"{{ ns }}\"}", TextContext::Promql, &tainted(&["ns"])).unwrap();
-        assert_eq!(v.len(), 1);
-        assert_eq!(v[0].variable, "ns");
-    }
-
-    #[test]
-    fn escaped_free_text_in_promql_is_fine() {
-        let src = "up{namespace={{ ns | promql_string }}}{% for p in pods %}{{ p | promql_regex }}{% endfor %}";
-        let v = escape_violations(src, TextContext::Promql, &tainted(&["ns", "pods"])).unwrap();
-        assert!(v.is_empty(), "{v:?}");
-    }
-
-    #[test]
-    fn loop_variables_inherit_taint() {
-        let v = escape_violations("{% for p in pods %}{{ p }}{% endfor %}", TextContext::Promql, &tainted(&["pods"]))
-            .unwrap();
-        assert_eq!(v.len(), 1);
-    }
-
-    #[test]
-    fn non_escaping_filters_keep_taint() {
-        let v = escape_violations("{{ ns | lower }}", TextContext::Selector, &tainted(&["ns"])).unwrap();
-        assert_eq!(v.len(), 1);
-        let v = escape_violations("{{ ns | length }}", TextContext::Selector, &tainted(&["ns"])).unwrap();
-        assert!(v.is_empty());
-    }
 
     #[test]
     fn promql_string_escapes_quotes_and_backslashes() {

@@ -16,9 +16,10 @@ use super::load::{Loaded, Located};
 use super::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, ResourceDoc, StepSpec, ToolDoc};
 use super::yaml::pointer_segment;
 use crate::engine::extract;
+use crate::engine::lint::{self, InputFacts, InputKind, TextContext};
 use crate::engine::quantity::parse_duration;
 use crate::engine::registry::{BackendBinding, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool};
-use crate::engine::template::{self, TextContext};
+use crate::engine::template;
 
 /// Load and compile spec paths: the registry, or every problem found.
 pub fn load_registry(paths: &[PathBuf]) -> Result<Registry, Vec<Diagnostic>> {
@@ -122,17 +123,7 @@ fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
     dup("Mode", &loaded.modes, |d| &d.metadata.name, diags);
 }
 
-/// Patterns implied by known string formats.
-pub fn format_pattern(format: &str) -> Option<&'static str> {
-    Some(match format {
-        "k8s-name" => r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$",
-        "k8s-namespace" => r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$",
-        "label-selector" => r"^[A-Za-z0-9._/ ,!=()-]*$",
-        "field-selector" => r"^[A-Za-z0-9._/ ,!=:-]*$",
-        "duration" | "promql-duration" => r"^(([0-9]+(ms|s|m|h|d|w|y))+)?$",
-        _ => return None,
-    })
-}
+pub use crate::engine::lint::format_pattern;
 
 /// The JSON Schema of one input.
 pub fn input_schema(i: &InputSpec) -> Value {
@@ -183,15 +174,17 @@ fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9e15 { json!(v as i64) } else { json!(v) }
 }
 
-/// A string input that nothing constrains: it must be escaped wherever it meets query text.
-fn is_free_text(i: &InputSpec) -> bool {
-    match i.ty {
-        InputType::String => {
-            i.enum_values.is_none() && i.pattern.is_none() && i.format.as_deref().and_then(format_pattern).is_none()
-        }
-        InputType::Array => i.items.as_deref().is_none_or(is_free_text),
-        InputType::Object => true,
-        _ => false,
+/// What the request lint needs to know about an input.
+fn input_facts(i: &InputSpec) -> InputFacts<'_> {
+    InputFacts {
+        kind: match i.ty {
+            InputType::String => InputKind::String,
+            InputType::Array | InputType::Object => InputKind::Composite,
+            _ => InputKind::Scalar,
+        },
+        enum_values: i.enum_values.as_deref(),
+        pattern: i.pattern.as_deref(),
+        format: i.format.as_deref(),
     }
 }
 
@@ -228,43 +221,34 @@ pub fn empty_procedure() -> Procedure {
 struct Templated {
     pointer: String,
     source: String,
-    context: Option<TextContext>,
+    context: TextContext,
 }
 
-/// Every string leaf of a step's call, with the text context its key implies.
+/// Every string leaf of a step's call, with the text context of the field it is in.
 fn call_templates(base: &str, call_key: &str, call: &Value) -> Vec<Templated> {
-    fn walk(pointer: String, call_key: &str, key: &str, v: &Value, out: &mut Vec<Templated>) {
+    fn walk(pointer: String, context: TextContext, v: &Value, out: &mut Vec<Templated>) {
         match v {
-            Value::String(s) => {
-                let context = match (call_key, key) {
-                    ("http", "path") => Some(TextContext::UrlPath),
-                    ("kubernetes", "labelSelector" | "fieldSelector") => Some(TextContext::Selector),
-                    ("prometheus", "query" | "label") => Some(TextContext::Promql),
-                    _ => None,
-                };
-                out.push(Templated { pointer, source: s.clone(), context });
-            }
+            Value::String(s) => out.push(Templated { pointer, source: s.clone(), context }),
             Value::Array(a) => {
                 for (i, item) in a.iter().enumerate() {
-                    walk(format!("{pointer}/{i}"), call_key, key, item, out);
+                    walk(format!("{pointer}/{i}"), context, item, out);
                 }
             }
             Value::Object(m) => {
                 for (k, item) in m {
-                    // Bindings and enum-valued fields are not templates.
-                    if matches!(k.as_str(), "backend" | "method" | "verb" | "endpoint")
-                        && pointer.matches('/').count() == 4
-                    {
-                        continue;
-                    }
-                    walk(format!("{pointer}/{}", pointer_segment(k)), call_key, k, item, out);
+                    walk(format!("{pointer}/{}", pointer_segment(k)), context, item, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(format!("{base}/{call_key}"), call_key, "", call, &mut out);
+    let Value::Object(fields) = call else { return out };
+    for (field, v) in fields {
+        if let Some(context) = lint::request_field_context(call_key, field) {
+            walk(format!("{base}/{call_key}/{}", pointer_segment(field)), context, v, &mut out);
+        }
+    }
     out
 }
 
@@ -287,7 +271,10 @@ fn compile_procedure(
     let globals = template::globals();
     let step_names: HashSet<String> = p.steps.keys().cloned().collect();
     let input_names: HashSet<String> = p.inputs.keys().cloned().collect();
-    let tainted: HashSet<String> = p.inputs.iter().filter(|(_, i)| is_free_text(i)).map(|(k, _)| k.clone()).collect();
+    let scope = lint::Scope::new(
+        p.inputs.iter().map(|(k, i)| (k.as_str(), input_facts(i))),
+        p.steps.keys().map(String::as_str),
+    );
 
     for (name, input) in p.inputs {
         let ptr = format!("/spec/input/{}", pointer_segment(name));
@@ -419,34 +406,10 @@ fn compile_procedure(
         for t in templates.drain(..) {
             check_template(src, &t.pointer, &t.source, false, &declared, &step_names, &mut deps, diags);
             // A template that does not parse was reported by check_template.
-            let Some(ctx) = t.context else { continue };
-            // Raw PromQL from the model (`format: promql`) may reach only guarded steps.
             let guarded = step.prometheus.as_ref().is_some_and(|p| p.guarded);
-            let step_tainted: HashSet<String> = if guarded && ctx == TextContext::Promql {
-                tainted
-                    .iter()
-                    .filter(|n| p.inputs.get(*n).and_then(|i| i.format.as_deref()) != Some("promql"))
-                    .cloned()
-                    .collect()
-            } else {
-                tainted.clone()
-            };
-            let Ok(found) = template::escape_violations(&t.source, ctx, &step_tainted) else { continue };
+            let Ok(found) = lint::lint(&t.source, t.context, &scope, guarded) else { continue };
             for v in found {
-                diags.push(src.diag_in_value(
-                    &t.pointer,
-                    format!(
-                        "free-text input `{}` is spliced into {} unescaped (template line {}, column {})",
-                        v.variable,
-                        context_name(ctx),
-                        v.line,
-                        v.col
-                    ),
-                    Some(format!(
-                        "pipe it through {}, or constrain the input with enum, pattern or a known format",
-                        ctx.hint()
-                    )),
-                ));
+                diags.push(src.diag_in_value(&t.pointer, v.message, Some(v.hint)));
             }
         }
         // A step conditioned on a backend being enabled (`when: prometheus`) does not make the
@@ -592,14 +555,6 @@ fn compile_procedure(
         output_schema,
         requires,
     })
-}
-
-fn context_name(ctx: TextContext) -> &'static str {
-    match ctx {
-        TextContext::Promql => "PromQL",
-        TextContext::UrlPath => "a URL path",
-        TextContext::Selector => "a Kubernetes selector",
-    }
 }
 
 fn unknown_backend_hint(name: &str, backends: &IndexMap<String, BackendBinding>, ty: Option<&str>) -> String {
