@@ -7,6 +7,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod configure;
 pub mod engine;
 pub mod mcp;
 pub mod settings;

@@ -1,11 +1,14 @@
 //! Server settings, layered with figment: defaults < config file < environment
 //! (`CHM_`, nested keys with `__`, e.g. `CHM_HTTP__BIND`) < command-line flags.
 //! Settings configure the server; the specs (tools, modes, backends) are YAML documents.
+//! `backends` and `snapshot` override fields of the active mode's backend bindings (applied
+//! and validated in [`crate::configure`]).
 
 use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable prefix.
@@ -17,9 +20,20 @@ pub const ENV_PREFIX: &str = "CHM_";
 pub struct Settings {
     /// Deployment mode to activate (a `kind: Mode` document).
     pub mode: String,
-    /// Spec files or directories. Empty: `tools.d` and `modes` in the working directory if
-    /// present, else the catalogue embedded in the binary.
+    /// Spec files or directories, added to the catalogue embedded in the binary (a document
+    /// with the same kind and name as an embedded one replaces it). Empty: `tools.d` and
+    /// `modes` in the working directory if present.
     pub specs: Vec<PathBuf>,
+    /// Use only `specs`, not the embedded catalogue.
+    pub replace_catalogue: bool,
+    /// Field overrides of backend bindings by name, merged (JSON merge patch) over the
+    /// active mode's binding and validated like the spec, e.g. `prometheus: {url: ...}`
+    /// or `CHM_BACKENDS__PROMETHEUS__URL`. Names and keys may be written in snake_case
+    /// (`coordination_engine: {base_url: ...}`), as environment variables must be.
+    pub backends: IndexMap<String, serde_json::Value>,
+    /// Read this snapshot directory (manifests, must-gather, or `builtin:demo`) with every
+    /// kubernetes backend of the mode instead of a cluster.
+    pub snapshot: Option<String>,
     /// Log filter for stderr (tracing EnvFilter syntax).
     pub log: String,
     /// Watch the spec directories and reload on change.
@@ -57,6 +71,9 @@ impl Default for Settings {
         Settings {
             mode: "demo".into(),
             specs: Vec::new(),
+            replace_catalogue: false,
+            backends: IndexMap::new(),
+            snapshot: None,
             log: "info".into(),
             reload: true,
             reload_poll_seconds: None,
@@ -87,8 +104,18 @@ impl Settings {
             fig = fig.merge(Yaml::file_exact(path));
         }
         // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
-        const KEYS: [&str; 7] =
-            ["mode", "specs", "log", "reload", "reload_poll_seconds", "response_budget_tokens", "http__"];
+        const KEYS: [&str; 10] = [
+            "mode",
+            "specs",
+            "replace_catalogue",
+            "snapshot",
+            "log",
+            "reload",
+            "reload_poll_seconds",
+            "response_budget_tokens",
+            "http__",
+            "backends__",
+        ];
         let env = Env::prefixed(ENV_PREFIX)
             .filter(|k| {
                 let k = k.as_str().to_ascii_lowercase();
@@ -100,13 +127,18 @@ impl Settings {
         fig.extract().map_err(|e| Error(Box::new(e)))
     }
 
-    /// The spec paths to load, or None for the embedded catalogue.
-    pub fn spec_paths(&self) -> Option<Vec<PathBuf>> {
+    /// The spec paths to load besides (or, with `replace_catalogue`, instead of) the
+    /// embedded catalogue: `specs`, else `./tools.d` and `./modes` when present.
+    pub fn spec_paths(&self) -> Vec<PathBuf> {
         if !self.specs.is_empty() {
-            return Some(self.specs.clone());
+            return self.specs.clone();
         }
-        let defaults: Vec<PathBuf> = ["tools.d", "modes"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect();
-        (!defaults.is_empty()).then_some(defaults)
+        ["tools.d", "modes"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
+    }
+
+    /// Whether the embedded catalogue is loaded under the spec paths.
+    pub fn embedded_catalogue(&self) -> bool {
+        !self.replace_catalogue
     }
 }
 

@@ -25,7 +25,8 @@ pub struct KubernetesBackend {
     name: String,
     source: KubernetesSourceSpec,
     timeout: Duration,
-    client: OnceCell<Result<kube::Client, String>>,
+    /// The client and the URL it talks to (named in errors).
+    client: OnceCell<Result<(kube::Client, String), String>>,
     /// Discovery results by (apiVersion, kind).
     discovered: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
 }
@@ -57,7 +58,7 @@ impl KubernetesBackend {
 
     async fn client(&self) -> Result<kube::Client, Error> {
         let r = self.client.get_or_init(|| connect(self.source.clone())).await;
-        r.clone().map_err(|e| self.unavailable(e))
+        r.clone().map(|(c, _)| c).map_err(|e| self.unavailable(e))
     }
 
     async fn resource(
@@ -263,7 +264,14 @@ impl KubernetesBackend {
                 target: kind.to_string(),
                 body: s.message.clone(),
             },
-            _ => Error::Transport { backend: self.name.clone(), target: kind.to_string(), message: kube_message(&e) },
+            _ => {
+                let at = self.client.get().and_then(|r| r.as_ref().ok()).map(|(_, url)| url.as_str()).unwrap_or("");
+                Error::Transport {
+                    backend: self.name.clone(),
+                    target: format!("{kind} at {at}"),
+                    message: kube_message(&e),
+                }
+            }
         }
     }
 
@@ -367,14 +375,14 @@ pub fn snapshot_store(path: &str) -> Result<crate::snapshot::api::Shared, String
     Ok(shared)
 }
 
-async fn connect(source: KubernetesSourceSpec) -> Result<kube::Client, String> {
+async fn connect(source: KubernetesSourceSpec) -> Result<(kube::Client, String), String> {
     crate::install_crypto_provider();
     let config = match source {
         KubernetesSourceSpec::Snapshot(s) => {
             let path = s.path.clone();
             let store =
                 tokio::task::spawn_blocking(move || snapshot_store(&path)).await.map_err(|e| e.to_string())??;
-            return Ok(crate::snapshot::api::kube_client(store));
+            return Ok((crate::snapshot::api::kube_client(store), format!("snapshot {}", s.path)));
         }
         KubernetesSourceSpec::Kubeconfig(k) => {
             let options = kube::config::KubeConfigOptions { context: k.context.clone(), ..Default::default() };
@@ -402,5 +410,7 @@ async fn connect(source: KubernetesSourceSpec) -> Result<kube::Client, String> {
             c
         }
     };
-    kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    Ok((client, url))
 }

@@ -254,7 +254,9 @@ impl PrometheusBackend {
         let query =
             params.iter().find(|(k, _)| k == "query" || k == "match[]").map(|(_, v)| v.clone()).unwrap_or_default();
         let url = self.url(&path, &params);
-        let target = if query.is_empty() { path.clone() } else { format!("{path} `{query}`") };
+        // Errors name the URL used (base and path; the query is shown as PromQL).
+        let at = self.url(&path, &[]);
+        let target = if query.is_empty() { format!("GET {at}") } else { format!("GET {at} `{query}`") };
         let timeout = timeout.unwrap_or(self.timeout);
         let resp = self.client.get(url).headers(self.headers.clone()).timeout(timeout).send().await.map_err(|e| {
             if e.is_timeout() {

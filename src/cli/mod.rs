@@ -1,6 +1,8 @@
 //! The command line: validate, schema, tools, render, call, serve.
 
 mod call;
+mod export;
+mod read;
 mod render;
 mod schema;
 mod snapshot;
@@ -16,11 +18,15 @@ use clap::{Parser, Subcommand};
 use crate::settings::Settings;
 
 const AFTER_HELP: &str = "\
-Specs are YAML documents (kinds Tool, Resource, Prompt, Backend, Mode) read from --specs
-(default: ./tools.d and ./modes, else the catalogue built into the binary).
+Specs are YAML documents (kinds Tool, Resource, Prompt, Backend, Mode). The catalogue built
+into the binary is always there; --specs files add to it (a document of the same kind and
+name replaces the built-in one); --replace-catalogue uses only --specs. `export DIR` writes
+the built-in catalogue out for editing.
 
 Settings layer as: defaults < --config file < CHM_* environment (nested with __, e.g.
-CHM_HTTP__BIND=0.0.0.0:8080) < flags.
+CHM_HTTP__BIND=0.0.0.0:8080) < flags. Backend fields are settings too:
+  CHM_BACKENDS__PROMETHEUS__URL=https://thanos:9091   --set backends.prometheus.url=...
+  a --config file's `backends: {prometheus: {url: ...}}`   --snapshot DIR (kubernetes)
 
 Exit codes: 0 success; 1 a tool call returned an error or a runtime failure;
 2 usage error; 78 specs failed validation.";
@@ -32,10 +38,21 @@ pub struct Cli {
     /// YAML settings file (lowest precedence after built-in defaults).
     #[arg(long, global = true, env = "CHM_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Spec file or directory; repeat for several. Default: ./tools.d and ./modes, else the
-    /// embedded catalogue.
+    /// Spec file or directory added to the built-in catalogue; repeat for several. Default:
+    /// ./tools.d and ./modes if present.
     #[arg(long = "specs", global = true, value_name = "PATH")]
     pub specs: Vec<PathBuf>,
+    /// Use only the --specs files, without the built-in catalogue.
+    #[arg(long, global = true)]
+    pub replace_catalogue: bool,
+    /// Read this snapshot (a directory of manifests, a must-gather, or builtin:demo) instead
+    /// of a cluster, with the mode's kubernetes backend.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub snapshot: Option<String>,
+    /// Set any setting by its dotted path, e.g. backends.prometheus.url=http://prom:9090 or
+    /// http.stateless=true (values are JSON when they parse as JSON, else text); repeat.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Deployment mode: demo (default: the built-in offline cluster), standalone (your
     /// kubeconfig or in-cluster account), monitoring (+ Prometheus), full, or any Mode you define.
     #[arg(long, global = true, value_name = "MODE")]
@@ -65,6 +82,11 @@ pub enum Command {
     Render(render::Args),
     /// Run one tool once and print its structured result and text.
     Call(call::Args),
+    /// Read one resource by URI (e.g. cluster://health) and print its contents.
+    Read(read::Args),
+    /// Write the built-in catalogue (tools.d/, modes/) and the JSON Schemas (schemas/) into
+    /// a directory, as a starting point for editing.
+    Export(export::Args),
     /// Serve MCP over stdio (default) or Streamable HTTP.
     ///
     /// stdio is for local clients such as Claude Desktop (logs go to stderr). HTTP serves
@@ -95,10 +117,20 @@ impl Cli {
         if let Some(l) = &self.log {
             flags.insert("log".into(), l.clone().into());
         }
+        if self.replace_catalogue {
+            flags.insert("replace_catalogue".into(), true.into());
+        }
+        if let Some(s) = &self.snapshot {
+            flags.insert("snapshot".into(), s.clone().into());
+        }
         if let Command::Serve(s) = &self.command {
             s.flags(&mut flags);
         }
-        Ok(Settings::load(self.config.as_deref(), serde_json::Value::Object(flags))?)
+        let mut flags = serde_json::Value::Object(flags);
+        for assignment in &self.set {
+            crate::spec::compile::merge_patch(&mut flags, &set_patch(assignment)?);
+        }
+        Ok(Settings::load(self.config.as_deref(), flags)?)
     }
 }
 
@@ -111,19 +143,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools(a) => tools::run(a, &settings),
         Command::Render(a) => render::run(a, &settings),
         Command::Call(a) => call::run(a, &settings).await,
+        Command::Read(a) => read::run(a, &settings).await,
+        Command::Export(a) => export::run(a),
         Command::Serve(a) => crate::mcp::serve(a, settings).await,
         Command::Snapshot(a) => snapshot::run(a).await,
     }
 }
 
-/// Load the registry the settings point at, printing diagnostics on failure.
-pub(crate) fn load_registry(settings: &Settings) -> Result<crate::engine::Registry, ExitCode> {
-    load_from(settings.spec_paths().as_deref())
+/// `--set a.b=v` as a nested patch `{"a": {"b": v}}`; v is JSON if it parses, else text.
+fn set_patch(assignment: &str) -> anyhow::Result<serde_json::Value> {
+    let Some((key, value)) = assignment.split_once('=') else {
+        anyhow::bail!("--set {assignment}: expected KEY=VALUE, e.g. --set backends.prometheus.url=http://prom:9090");
+    };
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        anyhow::bail!("--set {assignment}: the key must be a dotted path such as backends.prometheus.url");
+    }
+    let mut patch = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    for part in key.rsplit('.') {
+        patch = serde_json::json!({ part: patch });
+    }
+    Ok(patch)
 }
 
-/// Load spec paths (or the embedded catalogue), printing every diagnostic on failure.
-pub(crate) fn load_from(paths: Option<&[PathBuf]>) -> Result<crate::engine::Registry, ExitCode> {
-    crate::spec::compile::load_paths_or_embedded(paths).map_err(|diags| {
+/// Load the registry the settings point at, printing diagnostics on failure.
+pub(crate) fn load_registry(settings: &Settings) -> Result<crate::engine::Registry, ExitCode> {
+    load_from(&settings.spec_paths(), settings.embedded_catalogue())
+}
+
+/// Load spec paths (over the embedded catalogue when `embedded`), printing every
+/// diagnostic on failure.
+pub(crate) fn load_from(paths: &[PathBuf], embedded: bool) -> Result<crate::engine::Registry, ExitCode> {
+    if !embedded && paths.is_empty() {
+        let _ = writeln!(std::io::stderr(), "error: --replace-catalogue needs spec paths (--specs PATH)");
+        return Err(ExitCode::from(2));
+    }
+    crate::configure::load_paths(paths, embedded).map_err(|diags| {
         let mut err = std::io::stderr().lock();
         for d in &diags {
             let _ = writeln!(err, "{d}");
@@ -136,12 +190,10 @@ pub(crate) fn load_from(paths: Option<&[PathBuf]>) -> Result<crate::engine::Regi
 /// Activate the settings' mode over a fresh registry.
 pub(crate) fn activate(settings: &Settings) -> Result<crate::engine::Active, ExitCode> {
     let reg = load_registry(settings)?;
-    crate::engine::Active::new(std::sync::Arc::new(reg), &settings.mode).map(|a| a.with_settings(settings)).map_err(
-        |e| {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::from(2)
-        },
-    )
+    crate::configure::activate(std::sync::Arc::new(reg), settings).map_err(|e| {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// Parse `--args` JSON into an object.

@@ -20,13 +20,17 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         super::out(&serde_json::to_string_pretty(&active.exposure)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let endpoints = crate::configure::endpoints(&active);
     let backends: Vec<String> = active
         .backends
         .clients
         .iter()
-        .map(|(n, c)| match c.as_ref() {
-            crate::backends::Client::Unavailable { reason, .. } => format!("{n} (unavailable: {reason})"),
-            _ => n.clone(),
+        .map(|(n, c)| {
+            let at = endpoints.get(n).map(String::as_str).unwrap_or_default();
+            match c.as_ref() {
+                crate::backends::Client::Unavailable { reason, .. } => format!("{n} ({at}; unavailable: {reason})"),
+                _ => format!("{n} ({at})"),
+            }
         })
         .collect();
     super::out(&format!(

@@ -129,7 +129,8 @@ impl Handler {
         result
     }
 
-    async fn run_resource(
+    /// Read a resource by URI (resources/read, and the `read` command).
+    pub async fn run_resource(
         &self,
         uri: &str,
         ct: &tokio_util::sync::CancellationToken,

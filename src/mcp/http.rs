@@ -126,6 +126,7 @@ async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
     let body = json!({
         "status": if errors.is_empty() { "ready" } else { "ready (serving the last good registry; the latest reload failed)" },
         "mode": active.mode.name,
+        "backends": crate::configure::endpoints(&active),
         "tools": active.tools.len(),
         "resources": active.resources.len(),
         "prompts": active.prompts.len(),

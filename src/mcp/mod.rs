@@ -64,6 +64,7 @@ pub async fn serve(args: &ServeArgs, settings: Settings) -> anyhow::Result<ExitC
         tools = active.tools.len(),
         resources = active.resources.len(),
         prompts = active.prompts.len(),
+        backends = ?crate::configure::endpoints(&active),
         "registry loaded"
     );
     let state = state::State::new(active);

@@ -11,15 +11,17 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::state::State;
-use crate::engine::Active;
 use crate::settings::Settings;
 
 /// Quiet time after the last change before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// Start watching; None when serving the embedded catalogue (nothing to watch).
+/// Start watching; None when serving the embedded catalogue alone (nothing to watch).
 pub fn spawn(state: Arc<State>, settings: Settings) -> Option<tokio::task::JoinHandle<()>> {
-    let paths = settings.spec_paths()?;
+    let paths = settings.spec_paths();
+    if paths.is_empty() {
+        return None;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let watcher = watch(&paths, tx.clone(), settings.reload_poll_seconds);
     Some(tokio::spawn(async move {
@@ -44,7 +46,7 @@ pub fn spawn(state: Arc<State>, settings: Settings) -> Option<tokio::task::JoinH
                 }
                 _ = hup_recv => tracing::info!("SIGHUP: reloading specs"),
             }
-            reload(&state, &paths, &settings);
+            reload(&state, &settings);
         }
     }))
 }
@@ -104,9 +106,9 @@ fn watch(paths: &[PathBuf], tx: mpsc::UnboundedSender<()>, poll: Option<u64>) ->
 }
 
 /// Re-validate everything and swap, or keep the last good registry.
-pub fn reload(state: &State, paths: &[PathBuf], settings: &Settings) {
-    match crate::spec::compile::load_registry(paths) {
-        Ok(reg) => match Active::new(Arc::new(reg), &settings.mode).map(|a| a.with_settings(settings)) {
+pub fn reload(state: &State, settings: &Settings) {
+    match crate::configure::load_catalogue(settings) {
+        Ok(reg) => match crate::configure::activate(Arc::new(reg), settings) {
             Ok(active) => {
                 let (tools, resources, prompts) = (active.tools.len(), active.resources.len(), active.prompts.len());
                 let changed = state.swap(active);

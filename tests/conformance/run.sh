@@ -10,7 +10,7 @@ command -v conformance >/dev/null || { echo "conformance not on PATH: run script
 [ -x "$bin" ] || { echo "binary $bin missing: cargo build first" >&2; exit 1; }
 
 log="$(mktemp)"
-env -u CHM_BIN "$bin" --specs "$here/catalogue.yaml" --mode conformance serve --transport http --bind "127.0.0.1:$port" --no-reload 2>"$log" &
+env -u CHM_BIN "$bin" --replace-catalogue --specs "$here/catalogue.yaml" --mode conformance serve --transport http --bind "127.0.0.1:$port" --no-reload 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do

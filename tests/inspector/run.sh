@@ -14,7 +14,7 @@ command -v mcp-inspector >/dev/null || die "mcp-inspector not on PATH (run scrip
 command -v node >/dev/null || die "node not on PATH (Node 22 comes with scripts/test-deps.sh)"
 [ -x "$bin" ] || die "binary $bin missing or not executable: cargo build first (or set CHM_BIN)"
 
-server=("$bin" --specs "$root/tests/conformance/catalogue.yaml" --mode conformance serve --no-reload)
+server=("$bin" --replace-catalogue --specs "$root/tests/conformance/catalogue.yaml" --mode conformance serve --no-reload)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 passed=0

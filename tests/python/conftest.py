@@ -55,7 +55,7 @@ def _leaves(eg: BaseExceptionGroup) -> Iterator[BaseException]:
 
 def static_spec_args() -> list[str]:
     """--specs/--mode for the fixture catalogue + capacity-math + the shipped prompts."""
-    args: list[str] = []
+    args: list[str] = ["--replace-catalogue"]
     for p in (CATALOGUE, CAPACITY, PROMPTS):
         args += ["--specs", str(p)]
     return args + ["--mode", MODE]

@@ -266,7 +266,7 @@ async def test_auto_mode_listen_sees_reload_http(chm_bin: str, server_logs: LogD
     """On a discover-era connection, reloads arrive through subscriptions/listen."""
     specs = copy_specs(tmp_path / "specs")
     with deadline():
-        async with http_server(chm_bin, ["--specs", str(specs), "--mode", MODE], server_logs) as srv:
+        async with http_server(chm_bin, ["--replace-catalogue", "--specs", str(specs), "--mode", MODE], server_logs) as srv:
             async with Client(srv.mcp_url, mode="auto") as c:
                 assert c.protocol_version == LATEST_PROTOCOL_VERSION
                 assert "hello-reload" not in {t.name for t in (await c.list_tools()).tools}
@@ -290,7 +290,7 @@ async def test_stdio_reload_add_tool_then_broken_file(chm_bin: str, server_logs:
     log = server_logs.new("stdio-reload")
     notes = Notifications()
     with deadline(), open(log, "w") as errlog:
-        params = stdio_params(chm_bin, ["--specs", str(specs), "--mode", MODE])
+        params = stdio_params(chm_bin, ["--replace-catalogue", "--specs", str(specs), "--mode", MODE])
         async with stdio_client(params, errlog=errlog) as (r, w):
             async with ClientSession(r, w, message_handler=notes) as s:
                 await s.initialize()
@@ -326,7 +326,7 @@ async def test_http_reload_broken_file_readyz_metrics(chm_bin: str, server_logs:
     specs = copy_specs(tmp_path / "specs")
     notes = Notifications()
     with deadline():
-        async with http_server(chm_bin, ["--specs", str(specs), "--mode", MODE], server_logs) as srv:
+        async with http_server(chm_bin, ["--replace-catalogue", "--specs", str(specs), "--mode", MODE], server_logs) as srv:
             ready = (await srv.get("/readyz")).json()
             assert ready["reloadErrors"] == [] and ready["mode"] == MODE
             async with streamable_http_client(srv.mcp_url) as (r, w):
@@ -414,7 +414,7 @@ async def test_configmap_symlink_swap(chm_bin: str, server_logs: LogDir, tmp_pat
     assert (root / "tools.yaml").is_symlink() and os.readlink(root / "..data").startswith("..2026_")
     notes = Notifications()
     with deadline(), open(server_logs.new("stdio-configmap"), "w") as errlog:
-        params = stdio_params(chm_bin, ["--specs", str(root), "--mode", MODE])
+        params = stdio_params(chm_bin, ["--replace-catalogue", "--specs", str(root), "--mode", MODE])
         async with stdio_client(params, errlog=errlog) as (r, w):
             async with ClientSession(r, w, message_handler=notes) as s:
                 await s.initialize()

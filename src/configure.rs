@@ -1,0 +1,298 @@
+//! Configuration from the binary alone: the catalogue (embedded, plus the user's spec paths,
+//! which add to it and replace documents of the same kind and name) and the backend fields
+//! that settings override (`backends:` in a config file, `CHM_BACKENDS__<NAME>__<FIELD>`,
+//! `--set backends.<name>.<field>=...`, `--snapshot DIR`).
+//!
+//! Overrides work on the raw JSON of a binding: the Backend document's spec, merged with the
+//! mode's patch, merged with the settings' patch (all RFC 7396 merge patches), then
+//! deserialized into the binding type, so a wrong field is refused exactly as in a spec.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+use crate::engine::{Active, Registry};
+use crate::settings::Settings;
+use crate::spec::Diagnostic;
+use crate::spec::load::{Loaded, Located};
+use crate::spec::model::BackendSpec;
+
+/// Load and compile the catalogue the settings describe.
+pub fn load_catalogue(settings: &Settings) -> Result<Registry, Vec<Diagnostic>> {
+    load_paths(&settings.spec_paths(), settings.embedded_catalogue())
+}
+
+/// Load `paths` over the embedded catalogue (when `embedded`), then compile: the registry,
+/// or every problem found. A user document replaces the embedded document of the same kind
+/// and name; duplicates among the user's own files remain errors.
+pub fn load_paths(paths: &[PathBuf], embedded: bool) -> Result<Registry, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let user = crate::spec::load::load(paths, &mut diags);
+    let loaded = if embedded {
+        let base = crate::spec::embedded::load(&mut diags);
+        overlay(base, user)
+    } else {
+        user
+    };
+    let registry = crate::spec::compile::compile(loaded, &mut diags);
+    if diags.is_empty() { Ok(registry) } else { Err(crate::spec::compile::sorted(diags)) }
+}
+
+/// The embedded documents not replaced by the user's, followed by the user's.
+fn overlay(base: Loaded, user: Loaded) -> Loaded {
+    fn merge<T>(base: Vec<Located<T>>, user: Vec<Located<T>>, name: impl Fn(&T) -> &str) -> Vec<Located<T>> {
+        let mine: std::collections::HashSet<String> = user.iter().map(|d| name(&d.doc).to_string()).collect();
+        base.into_iter().filter(|d| !mine.contains(name(&d.doc))).chain(user).collect()
+    }
+    Loaded {
+        tools: merge(base.tools, user.tools, |d| &d.metadata.name),
+        resources: merge(base.resources, user.resources, |d| &d.metadata.name),
+        prompts: merge(base.prompts, user.prompts, |d| &d.metadata.name),
+        backends: merge(base.backends, user.backends, |d| &d.metadata.name),
+        modes: merge(base.modes, user.modes, |d| &d.metadata.name),
+        files: base.files.into_iter().chain(user.files).collect(),
+    }
+}
+
+/// Activate the settings' mode over a registry, with the settings' backend overrides
+/// applied and validated, and the settings' response budget.
+pub fn activate(registry: Arc<Registry>, settings: &Settings) -> Result<Active, String> {
+    let mut active = Active::new(registry, &settings.mode)?.with_settings(settings);
+    let bindings = bindings(&active, settings)?;
+    if bindings.iter().any(|(_, b)| b.overridden) {
+        for (name, b) in bindings {
+            active.mode.backends.insert(name, b.spec);
+        }
+        active.backends = crate::backends::Backends::build(&active.mode.backends);
+    }
+    Ok(active)
+}
+
+/// One enabled binding after every layer.
+struct Binding {
+    spec: BackendSpec,
+    overridden: bool,
+}
+
+/// Every enabled binding of the active mode with the settings' overrides merged in.
+fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding)>, String> {
+    let registry = &active.registry;
+    let mode = &active.mode;
+    // Each settings key names a known binding (in snake_case or as written).
+    let mut patches: IndexMap<String, Value> = IndexMap::new();
+    for (key, patch) in &settings.backends {
+        let Some(name) = registry.backends.keys().find(|n| same_name(n, key)) else {
+            let known: Vec<&str> = registry.backends.keys().map(String::as_str).collect();
+            return Err(format!(
+                "settings name an unknown backend `{key}` (backends.{key}); known backends: {}",
+                known.join(", ")
+            ));
+        };
+        if !mode.backends.contains_key(name) {
+            let enabled: Vec<&str> = mode.backends.keys().map(String::as_str).collect();
+            tracing::warn!(
+                backend = %name,
+                mode = %mode.name,
+                "settings override backend `{name}`, which mode {} does not enable (enabled: {}); ignored",
+                mode.name,
+                enabled.join(", ")
+            );
+            continue;
+        }
+        merge_patch(patches.entry(name.clone()).or_insert(Value::Null), &camel_keys(patch));
+    }
+    let mut snapshot_used = false;
+    let mut out = Vec::new();
+    for (name, compiled) in &mode.backends {
+        let patch = patches.get(name);
+        let snapshot = settings.snapshot.as_ref().filter(|_| compiled.type_name() == "kubernetes");
+        if patch.is_none() && snapshot.is_none() {
+            out.push((name.clone(), Binding { spec: compiled.clone(), overridden: false }));
+            continue;
+        }
+        let mut raw = registry.backends.get(name).map(|b| b.raw.clone()).unwrap_or(Value::Null);
+        if let Some(m) = mode.spec.backends.get(name).filter(|m| !m.is_null()) {
+            merge_patch(&mut raw, m);
+        }
+        if let Some(p) = patch {
+            merge_patch(&mut raw, p);
+            // The source is one of kubeconfig/inCluster/server/snapshot: naming one replaces
+            // the mode's instead of merging into a source with two keys.
+            if let Some(source) = p.get("source").filter(|s| s.is_object()) {
+                raw["source"] = source.clone();
+            }
+        }
+        if let Some(dir) = snapshot {
+            raw["source"] = json!({"snapshot": {"path": dir}});
+            snapshot_used = true;
+        }
+        let spec = serde_json::from_value::<BackendSpec>(raw).map_err(|e| {
+            format!(
+                "the settings' override of backend `{name}` is invalid: {e} (set by a --config file's \
+                 `backends:`, CHM_BACKENDS__* variables, --set backends.{name}.<field>=... or --snapshot; \
+                 fields are those of `cluster-health-mcp schema Backend`)"
+            )
+        })?;
+        out.push((name.clone(), Binding { spec, overridden: true }));
+    }
+    if let Some(dir) = &settings.snapshot
+        && !snapshot_used
+    {
+        return Err(format!("--snapshot {dir}: mode {} enables no kubernetes backend to read it", mode.name));
+    }
+    Ok(out)
+}
+
+/// Binding names match as written or with `_` for `-`, ignoring case (environment variables
+/// cannot carry `-` and are lowercased).
+fn same_name(name: &str, key: &str) -> bool {
+    name.eq_ignore_ascii_case(key) || name.replace('-', "_").eq_ignore_ascii_case(&key.replace('-', "_"))
+}
+
+/// snake_case keys become the spec's camelCase (`base_url` -> `baseUrl`), except the names
+/// under `headers`, which are sent as written.
+fn camel_keys(v: &Value) -> Value {
+    fn walk(v: &Value, verbatim: bool) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let key = if verbatim || !k.contains('_') { k.clone() } else { camel(k) };
+                        let child_verbatim = key == "headers";
+                        (key, walk(v, child_verbatim))
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    walk(v, false)
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = !out.is_empty();
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// RFC 7396 JSON merge patch (the same rule as mode overrides).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    crate::spec::compile::merge_patch(target, patch)
+}
+
+/// Where a binding points, for `tools`, `/readyz` and logs: a URL, a snapshot, a kubeconfig.
+pub fn endpoint(spec: &BackendSpec) -> String {
+    let raw = serde_json::to_value(spec).unwrap_or_default();
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(url) = text(&raw["url"]).or_else(|| text(&raw["baseUrl"])) {
+        return url;
+    }
+    let source = &raw["source"];
+    if let Some(path) = text(&source["snapshot"]["path"]) {
+        return format!("snapshot {path}");
+    }
+    if let Some(url) = text(&source["server"]["url"]) {
+        return url;
+    }
+    if source.get("inCluster").is_some() {
+        return "in-cluster service account".into();
+    }
+    if let Some(k) = source.get("kubeconfig") {
+        let path = text(&k["path"]).unwrap_or_else(|| "$KUBECONFIG or ~/.kube/config".into());
+        return match text(&k["context"]) {
+            Some(c) => format!("kubeconfig {path}, context {c}"),
+            None => format!("kubeconfig {path}, current context"),
+        };
+    }
+    spec.type_name().to_string()
+}
+
+/// Every enabled binding of an active mode and where it points.
+pub fn endpoints(active: &Active) -> IndexMap<String, String> {
+    active.mode.backends.iter().map(|(n, s)| (n.clone(), endpoint(s))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(backends: Value, snapshot: Option<&str>) -> Settings {
+        Settings {
+            mode: "monitoring".into(),
+            backends: serde_json::from_value(backends).unwrap(),
+            snapshot: snapshot.map(str::to_owned),
+            ..Settings::default()
+        }
+    }
+
+    fn active(s: &Settings) -> Result<Active, String> {
+        activate(Arc::new(load_paths(&[], true).unwrap()), s)
+    }
+
+    #[test]
+    fn settings_override_a_backend_url_over_the_mode() {
+        let a = active(&settings(json!({"prometheus": {"url": "http://prom.example:9090"}}), None)).unwrap();
+        assert_eq!(endpoints(&a)["prometheus"], "http://prom.example:9090");
+        assert!(endpoints(&a)["kubernetes"].starts_with("kubeconfig"));
+    }
+
+    #[test]
+    fn snake_case_names_and_keys_reach_camel_case_fields() {
+        let mut s = settings(json!({"coordination_engine": {"base_url": "http://engine:8080"}}), None);
+        s.mode = "full".into();
+        let a = active(&s).unwrap();
+        assert_eq!(endpoints(&a)["coordination-engine"], "http://engine:8080");
+    }
+
+    #[test]
+    fn a_misspelt_override_field_is_refused_naming_the_backend() {
+        let e = active(&settings(json!({"prometheus": {"ulr": "http://x"}}), None)).err().unwrap();
+        assert!(e.contains("backend `prometheus` is invalid") && e.contains("unknown field `ulr`"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_backend_in_settings_is_refused() {
+        let e = active(&settings(json!({"promethus": {"url": "http://x"}}), None)).err().unwrap();
+        assert!(e.contains("unknown backend `promethus`") && e.contains("prometheus"), "{e}");
+    }
+
+    #[test]
+    fn a_source_in_settings_replaces_the_modes_source() {
+        let a = active(&settings(json!({"kubernetes": {"source": {"in_cluster": {}}}}), None)).unwrap();
+        assert_eq!(endpoints(&a)["kubernetes"], "in-cluster service account");
+    }
+
+    #[test]
+    fn snapshot_replaces_the_kubernetes_source_only() {
+        let a = active(&settings(json!({}), Some("/data/snap"))).unwrap();
+        assert_eq!(endpoints(&a)["kubernetes"], "snapshot /data/snap");
+        assert_eq!(endpoints(&a)["prometheus"], "http://127.0.0.1:9090");
+    }
+
+    #[test]
+    fn user_documents_replace_embedded_ones_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prom.yaml"),
+            "apiVersion: cluster-health-mcp/v1\nkind: Backend\nmetadata: {name: prometheus}\n\
+             spec: {type: prometheus, url: 'http://mine:9090'}\n",
+        )
+        .unwrap();
+        let reg = load_paths(&[dir.path().to_path_buf()], true).unwrap();
+        assert!(reg.tools.contains_key("list-pods"));
+        let a = activate(Arc::new(reg), &settings(json!({}), None)).unwrap();
+        assert_eq!(endpoints(&a)["prometheus"], "http://mine:9090");
+    }
+}
