@@ -2,6 +2,7 @@
 
 pub mod budget;
 pub mod extract;
+pub mod guard;
 pub mod invoke;
 pub mod json_view;
 pub mod lint;

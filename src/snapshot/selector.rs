@@ -1,128 +1,64 @@
-//! Kubernetes label selectors (equality and set-based) and field selectors.
+//! Kubernetes label selectors (equality and set-based) and field selectors, matched against
+//! snapshot objects. Parsing is shared with the run-time request guard
+//! (`crate::engine::guard::selector`), so both read a selector as the API server does.
 
 use serde_json::Value;
 
-/// One label requirement.
-#[derive(Debug, Clone, PartialEq)]
-enum Req {
-    Eq(String, String),
-    Ne(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
+use crate::engine::guard::selector::{Op, Requirement, parse_fields, parse_labels};
 
 /// A parsed label selector; empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LabelSelector(Vec<Req>);
-
-/// Split on commas that are not inside parentheses.
-fn split_top(s: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
-}
-
-fn set(values: &str) -> Result<Vec<String>, String> {
-    let inner = values
-        .trim()
-        .strip_prefix('(')
-        .and_then(|v| v.strip_suffix(')'))
-        .ok_or_else(|| format!("expected (v1,v2) in `{values}`"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
-}
+pub struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
-    /// Parse `app=web,tier in (a,b),!canary`.
+    /// Parse `app=web,tier in (a,b),!canary` as the API server does.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut reqs = Vec::new();
-        for part in split_top(s) {
-            let req = if let Some(k) = part.strip_prefix('!') {
-                Req::NotExists(k.trim().to_string())
-            } else if let Some((k, v)) = part.split_once("!=") {
-                Req::Ne(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once("==") {
-                Req::Eq(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once('=') {
-                Req::Eq(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once(" notin ") {
-                Req::NotIn(k.trim().into(), set(v)?)
-            } else if let Some((k, v)) = part.split_once(" in ") {
-                Req::In(k.trim().into(), set(v)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-                Req::Exists(part.to_string())
-            } else {
-                return Err(format!("cannot parse label selector requirement `{part}`"));
-            };
-            reqs.push(req);
-        }
-        Ok(LabelSelector(reqs))
+        parse_labels(s).map(LabelSelector)
     }
 
     /// Does an object's `metadata.labels` satisfy every requirement?
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-        self.0.iter().all(|r| match r {
-            Req::Eq(k, v) => get(k) == Some(v.as_str()),
-            Req::Ne(k, v) => get(k) != Some(v.as_str()),
-            Req::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            Req::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
-            Req::Exists(k) => get(k).is_some(),
-            Req::NotExists(k) => get(k).is_none(),
+        let int = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+        self.0.iter().all(|r| {
+            let (k, vs) = (r.key.as_str(), &r.values);
+            let first = vs.first().map(String::as_str).unwrap_or("");
+            match r.op {
+                Op::Equals | Op::DoubleEquals => get(k) == Some(first),
+                Op::NotEquals => get(k) != Some(first),
+                Op::In => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+                Op::NotIn => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+                Op::Exists => get(k).is_some(),
+                Op::DoesNotExist => get(k).is_none(),
+                Op::GreaterThan => int(k).zip(first.parse().ok()).is_some_and(|(x, v): (i64, i64)| x > v),
+                Op::LessThan => int(k).zip(first.parse().ok()).is_some_and(|(x, v): (i64, i64)| x < v),
+            }
         })
     }
 }
 
 /// A parsed field selector (`status.phase=Running,spec.nodeName!=n1`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<Requirement>);
 
 impl FieldSelector {
-    /// Parse; values may escape `,`, `=` and `\` with a backslash.
+    /// Parse as the API server does; values may escape `,`, `=` and `\` with a backslash.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, eq, value) = if let Some((f, v)) = part.split_once("!=") {
-                (f, false, v)
-            } else if let Some((f, v)) = part.split_once("==") {
-                (f, true, v)
-            } else if let Some((f, v)) = part.split_once('=') {
-                (f, true, v)
-            } else {
-                return Err(format!("field selector `{part}` needs = or !="));
-            };
-            out.push((
-                field.trim().to_string(),
-                eq,
-                value.trim().replace("\\,", ",").replace("\\=", "=").replace("\\\\", "\\"),
-            ));
-        }
-        Ok(FieldSelector(out))
+        parse_fields(s).map(FieldSelector)
     }
 
     /// Does the object satisfy every field requirement? Missing fields compare as "".
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(field, eq, value)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
+        self.0.iter().all(|r| {
+            let pointer = format!("/{}", r.key.replace('.', "/"));
             let actual = match obj.pointer(&pointer) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),
             };
-            (actual == *value) == *eq
+            let value = r.values.first().map(String::as_str).unwrap_or("");
+            (actual == value) == (r.op != Op::NotEquals)
         })
     }
 }
