@@ -569,11 +569,15 @@ impl Node {
         })
     }
 
-    /// The value after an operation that is not an escaper: escaped pieces are tainted again.
+    /// The value after an operation that is not an escaper: escaped pieces are tainted again,
+    /// free text stays free text, and constrained values lose their constraint.
     fn changed(&self, by: &str, span: Span) -> Node {
-        let lang = match self.escaper() {
-            Some(escaper) => Lang::Retainted { escaper, by: by.to_string() },
-            None => Lang::Free(Why::Changed(by.to_string())),
+        let mut ps = Vec::new();
+        self.pieces(&mut ps);
+        let lang = match (self.escaper(), ps.iter().find(|p| matches!(p.lang, Lang::Free(_)))) {
+            (Some(escaper), _) => Lang::Retainted { escaper, by: by.to_string() },
+            (None, Some(free)) => return Node::Val(Piece { span, ..(*free).clone() }),
+            (None, None) => Lang::Free(Why::Changed(by.to_string())),
         };
         Node::Val(Piece { origin: self.origin(), lang, span })
     }
@@ -691,7 +695,7 @@ impl Linter<'_> {
         self.report(
             stmt_span(stmt),
             variable,
-            format!("{refused} are not allowed in request templates{hidden}"),
+            format!("request templates may not use {refused}{hidden}"),
             "request fields may use only `{{ expr }}` with filters and `{% if %}`; compute the rest in the output"
                 .into(),
         );
@@ -715,11 +719,18 @@ impl Linter<'_> {
                         names.push(v.id.to_string());
                     }
                 });
+                if matches!(&c.expr, Expr::Var(v) if v.id == "debug") {
+                    names.extend(self.scope.inputs.keys().cloned());
+                }
                 calls.push((c.span(), what, names));
             }
         });
         for (span, what, names) in calls {
-            let about = names.first().map(|n| format!(" (on `{n}`)")).unwrap_or_default();
+            let about = match names.first() {
+                Some(n) if what == "calling `debug()`" => format!(" (it prints every input, `{n}` included)"),
+                Some(n) => format!(" (on `{n}`)"),
+                None => String::new(),
+            };
             self.report(
                 span,
                 names.into_iter().next(),
@@ -820,12 +831,29 @@ impl Linter<'_> {
             Expr::Slice(s) => self.eval(&s.expr).changed("slicing", s.span()),
             Expr::Call(c) => match &c.expr {
                 Expr::Var(v) if v.id == "now" && c.args.is_empty() => val(Origin::Other, NOW.clone(), c.span()),
-                _ => val(Origin::Other, Lang::Free(Why::Computed("a call")), c.span()),
+                _ => val(self.origin_of(expr), Lang::Free(Why::Computed("a call")), c.span()),
             },
             Expr::List(l) => val(Origin::Other, Lang::Free(Why::Computed("a list")), l.span()),
             Expr::Tuple(t) => val(Origin::Other, Lang::Free(Why::Computed("a tuple")), t.span()),
             Expr::Map(m) => val(Origin::Other, Lang::Free(Why::Computed("a map")), m.span()),
         }
+    }
+
+    /// The first input or step an expression mentions.
+    fn origin_of(&self, expr: &Expr<'_>) -> Origin {
+        let mut found = None;
+        visit_expr(expr, &mut |e| {
+            if let Expr::Var(v) = e
+                && found.is_none()
+            {
+                if self.scope.inputs.contains_key(v.id) {
+                    found = Some(Origin::Input(v.id.to_string()));
+                } else if self.scope.steps.contains(v.id) {
+                    found = Some(Origin::Step(v.id.to_string()));
+                }
+            }
+        });
+        found.unwrap_or(Origin::Other)
     }
 
     // --- emission ---------------------------------------------------------------------------
@@ -936,7 +964,7 @@ impl Linter<'_> {
                         ),
                         _ => (
                             format!(
-                                "{who} has format `{}`, which is safe only as a whole {}, not in {} of {}",
+                                "{who} has format `{}`, which is safe only as a whole {}, not in {}",
                                 w.format(),
                                 match w {
                                     Whole::LabelSelector => "label selector",
@@ -944,7 +972,6 @@ impl Linter<'_> {
                                     Whole::Promql => "guarded PromQL query",
                                 },
                                 slot.describe(),
-                                ctx.name()
                             ),
                             format!("{}, or use a format meant for this position", escape_hint()),
                         ),
@@ -957,6 +984,8 @@ impl Linter<'_> {
                     _ => vec![Lex::SelKey { bang: false }, Lex::SelValue, Lex::SelSet],
                 }
             }
+            // A refused call: the language check has reported it.
+            Lang::Free(Why::Computed("a call")) => vec![s, s.after_value()],
             Lang::Free(why) => {
                 let message = match why {
                     Why::FreeText => format!("free-text {who} is spliced into {} unescaped", ctx.name()),
@@ -977,7 +1006,7 @@ impl Linter<'_> {
                         format!("{who} is untrusted text; it is spliced into {} unescaped", ctx.name())
                     }
                     Why::Changed(by) => format!(
-                        "{who} passes through {} after its last escaper or constraint; it is spliced into {} unescaped",
+                        "{who} is changed by {} after its constraint was checked; it is spliced into {} unescaped",
                         quoted(by),
                         ctx.name()
                     ),
@@ -1329,7 +1358,7 @@ mod tests {
             "{% include 'other' %}",
         ] {
             let v = check(src, Promql, &[free("x")], false);
-            assert!(v.iter().any(|v| v.message.contains("not allowed in request templates")), "{src}: {v:#?}");
+            assert!(v.iter().any(|v| v.message.contains("request templates may not use")), "{src}: {v:#?}");
         }
         let m = refused("{% set y = x %}{{ y }}", Promql, &[free("x")]);
         assert!(m.contains("it would hide `x`"), "{m}");
