@@ -10,7 +10,7 @@
 #                          mcp-inspector, python/pytest (venv), pg tools
 #
 # Debian packages (apt-get only when missing; needs root): prometheus
-# (prometheus + promtool), postgresql, hyperfine.
+# (prometheus + promtool), postgresql, hyperfine, curl, buildah (daemonless image builds).
 #
 # Usage: scripts/test-deps.sh            then: export PATH="$PWD/.deps/bin:$PATH"
 set -euo pipefail
@@ -137,6 +137,7 @@ command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=
 dpkg -s postgresql >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v hyperfine >/dev/null || need_apt+=(hyperfine)
 command -v curl >/dev/null || need_apt+=(curl)   # tests/conformance/run.sh polls /healthz
+command -v buildah >/dev/null || need_apt+=(buildah)   # tests/image/run.sh builds the Containerfile
 if ((${#need_apt[@]})); then
   [[ $(id -u) -eq 0 ]] || die "need root to apt-get install: ${need_apt[*]}"
   log "apt-get install ${need_apt[*]}"
@@ -144,7 +145,7 @@ if ((${#need_apt[@]})); then
   apt-get update -q >&2 || die "apt-get update failed"
   apt-get install -y -q --no-install-recommends "${need_apt[@]}" >&2 || die "apt-get install failed"
 fi
-for b in prometheus promtool hyperfine; do
+for b in prometheus promtool hyperfine buildah; do
   command -v "$b" >/dev/null || die "$b not on PATH after install"
 done
 # PostgreSQL server binaries live in /usr/lib/postgresql/<major>/bin (not on PATH).
@@ -163,6 +164,7 @@ v_pyt="$("$VENV/bin/python" -m pytest --version 2>&1 | awk '{print $2}')"
 v_prom="$(prometheus --version 2>&1 | awk 'NR==1{print $3}')"
 v_pg="$("$PG_BIN/postgres" --version | awk '{print $3}')"
 v_hf="$(hyperfine --version | awk '{print $2}')"
+v_bh="$(buildah --version | awk '{print $3}')"
 v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 v_kv="$("$VENV/bin/python" -c 'import kubernetes_validate as k; print(k.latest_version())')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, helm $HELM_VER, kubernetes schemas <= $v_kv (deps in $DEPS)"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kubernetes schemas <= $v_kv (deps in $DEPS)"
