@@ -128,7 +128,12 @@ async fn required_step_failure_fails_the_call_with_the_backend_named() {
     let err =
         invoke::run(&active, &tool.proc, &serde_json::Map::new(), None, &CancellationToken::new()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("step `incidents` failed: backend `engine` could not be reached"), "{msg}");
+    assert!(msg.starts_with("step `incidents` failed: backend `engine` (GET http://127.0.0.1:"), "{msg}");
+    assert!(msg.contains("could not be reached"), "{msg}");
+    assert!(
+        matches!(err, invoke::Error::Step { kind: cluster_health_mcp::backends::ErrorKind::Unreachable, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

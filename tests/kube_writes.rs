@@ -79,7 +79,7 @@ fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
     assert!(
         diags
             .iter()
-            .any(|d| d.message.contains("verb `delete` changes the cluster but the tool is not annotated destructive")),
+            .any(|d| d.message.contains("verb `delete` changes things but the tool is not annotated destructive")),
         "{diags:?}"
     );
 }

@@ -1,98 +1,339 @@
-//! Backends: the services steps call. A closed set of types, each built from its
-//! `kind: Backend` spec when a mode is activated.
+//! Backends: the services steps call, one folder per kind.
+//!
+//! A kind (`http/`, `kubernetes/`, `prometheus/`) holds its binding spec (a `kind: Backend`
+//! document), its step call spec, the typed request rendered from a call, which request
+//! fields carry text and in which context, which calls write, the call itself and its
+//! `render` description, by implementing [`Kind`]. The [`kinds!`] line at the bottom is the
+//! one registration point: it generates the binding and call enums (serde + JSON Schema), the
+//! typed request and client enums and their dispatch.
 
 pub mod http;
 pub mod kubernetes;
 pub mod prometheus;
 pub mod secret;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::spec::model::BackendSpec;
-
-/// Why a backend call failed. Messages are written for the model reading them.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The backend cannot be used at all (misconfigured, missing secret, not built).
-    #[error("backend `{backend}` is unavailable: {reason}")]
-    Unavailable { backend: String, reason: String },
-    /// No answer within the timeout.
-    #[error("backend `{backend}` did not answer within {after:?} ({target})")]
-    Timeout { backend: String, after: Duration, target: String },
-    /// The server answered with a non-2xx status.
-    #[error("backend `{backend}` answered HTTP {status} for {target}: {body}")]
-    Status { backend: String, status: u16, target: String, body: String },
+/// What kind of failure a backend call had: each kind gets its own advice to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The object or path does not exist (HTTP 404).
+    NotFound,
+    /// The server's identity may not do this (HTTP 401/403).
+    Forbidden,
+    /// The request is malformed or names something the backend does not serve (4xx).
+    InvalidRequest,
+    /// A safety check refused the request before anything was sent.
+    Refused,
     /// Connecting or transferring failed.
-    #[error(
-        "backend `{backend}` could not be reached ({target}): {message}; check that the service runs and the backend's URL is right"
-    )]
-    Transport { backend: String, target: String, message: String },
-    /// The rendered request is not acceptable.
-    #[error("invalid request for backend `{backend}`: {message}")]
-    InvalidRequest { backend: String, message: String },
-    /// The response could not be read.
-    #[error("backend `{backend}` sent an unreadable response ({target}): {message}")]
-    Decode { backend: String, target: String, message: String },
+    Unreachable,
+    /// No answer within the timeout.
+    Timeout,
+    /// The backend is not configured or not enabled, or its setup failed.
+    Unavailable,
+    /// The backend answered with a server error (5xx) or an unreadable body.
+    Upstream,
 }
 
-/// A constructed backend client.
-pub enum Client {
-    Http(http::HttpBackend),
-    Kubernetes(kubernetes::KubernetesBackend),
-    Prometheus(prometheus::PrometheusBackend),
-    /// A backend type this build cannot call yet, or one whose setup failed.
-    Unavailable {
-        name: String,
-        reason: String,
-    },
-}
-
-impl Client {
-    /// Build a client from a (mode-merged) spec. Failures become an unavailable client so
-    /// that startup never blocks or dies on one bad backend.
-    pub fn build(name: &str, spec: &BackendSpec) -> Client {
-        let unavailable = |reason: String| Client::Unavailable { name: name.to_string(), reason };
-        match spec {
-            BackendSpec::Http(h) => match http::HttpBackend::new(name, h) {
-                Ok(c) => Client::Http(c),
-                Err(e) => unavailable(e.to_string()),
-            },
-            BackendSpec::Kubernetes(k) => match kubernetes::KubernetesBackend::new(name, k) {
-                Ok(c) => Client::Kubernetes(c),
-                Err(e) => unavailable(e),
-            },
-            BackendSpec::Prometheus(p) => match prometheus::PrometheusBackend::new(name, p) {
-                Ok(c) => Client::Prometheus(c),
-                Err(e) => unavailable(e),
-            },
+impl ErrorKind {
+    /// What the model should do about a failure of this kind.
+    pub fn advice(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => {
+                "It does not exist: check the name and namespace (list first to find the right one), then call again."
+            }
+            ErrorKind::Forbidden => {
+                "The server's identity is not allowed to do this; tell the user which permission is missing."
+            }
+            ErrorKind::InvalidRequest => "Fix the arguments (see the message) and call again.",
+            ErrorKind::Refused => {
+                "A safety check refused the request and nothing was sent; change the arguments instead of retrying the same call."
+            }
+            ErrorKind::Unreachable | ErrorKind::Unavailable => {
+                "The data source is unavailable; tell the user, or try again later or with other tools."
+            }
+            ErrorKind::Timeout => {
+                "The data source is slow; narrow the query (namespace, limit, shorter range) or try later."
+            }
+            ErrorKind::Upstream => "The data source failed; tell the user, or try again later.",
         }
     }
 
-    /// Perform a rendered request.
-    pub async fn call(&self, request: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
-        match self {
-            Client::Http(h) => h.call(request, timeout).await,
-            Client::Kubernetes(k) => k.call(request, timeout).await,
-            Client::Prometheus(p) => p.call(request, timeout).await,
-            Client::Unavailable { name, reason } => {
-                Err(Error::Unavailable { backend: name.clone(), reason: reason.clone() })
+    /// The kind of an HTTP status code.
+    pub fn of_status(status: u16) -> ErrorKind {
+        match status {
+            404 | 410 => ErrorKind::NotFound,
+            401 | 403 => ErrorKind::Forbidden,
+            400..=499 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Upstream,
+        }
+    }
+}
+
+/// Why a backend call failed. The message is written for the model reading it and quotes
+/// request values clipped (see [`clip`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("backend `{backend}`{}: {message}", target.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+pub struct Error {
+    /// The binding name.
+    pub backend: String,
+    /// What failed, by kind.
+    pub kind: ErrorKind,
+    /// What was asked (method and URL, verb and object), clipped.
+    pub target: Option<String>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind` for `backend`.
+    pub fn new(backend: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { backend: backend.to_string(), kind, target: None, message: clip(&message.into(), MAX_MESSAGE) }
+    }
+
+    /// The same error, naming what was asked.
+    pub fn at(mut self, target: impl Into<String>) -> Error {
+        self.target = Some(clip(&target.into(), MAX_QUOTE));
+        self
+    }
+}
+
+/// Longest quoted value (an argument, a URL, a query) in an error message.
+pub const MAX_QUOTE: usize = 200;
+/// Longest error message.
+pub const MAX_MESSAGE: usize = 1_000;
+
+/// `s` cut to at most `max` characters, saying how much was cut.
+pub fn clip(s: &str, max: usize) -> String {
+    let count = s.chars().count();
+    if count <= max {
+        return s.to_string();
+    }
+    let kept: String = s.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", count - max)
+}
+
+/// What a call does to the world: decides the tool's hints and whether it must be annotated
+/// destructive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// Reads only.
+    Read,
+    /// A non-GET method the step declares free of side effects (a query or inference API).
+    SideEffectFree,
+    /// Changes something.
+    Write,
+}
+
+/// The text context of a templated request field: which escaping the static lint demands
+/// and which structural check runs on the rendered value before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextContext {
+    /// PromQL query text.
+    Promql,
+    /// A Prometheus label name.
+    PromqlLabelName,
+    /// A URL path (each templated segment must stay one segment).
+    UrlPath,
+    /// A Kubernetes label selector.
+    LabelSelector,
+    /// A Kubernetes field selector.
+    FieldSelector,
+    /// A Kubernetes namespace (RFC 1123 label).
+    Namespace,
+    /// A Kubernetes object name (RFC 1123 subdomain).
+    Name,
+    /// A container name (RFC 1123 label).
+    Container,
+    /// A Kubernetes apiVersion.
+    ApiVersion,
+    /// A Kubernetes kind.
+    KindName,
+    /// An HTTP header value (single line, only from declared inputs).
+    Header,
+    /// Typed data (query parameters, JSON bodies, numbers, continue tokens): encoded by the
+    /// client, so text cannot change the request's structure.
+    Data,
+}
+
+/// A backend kind. Implemented by a unit type in each backend folder.
+pub trait Kind: 'static {
+    /// The name used as a Backend's `type` and as a step's call key.
+    const NAME: &'static str;
+    /// The spec of a `kind: Backend` document of this kind.
+    type Binding: Clone + std::fmt::Debug + Serialize + DeserializeOwned + JsonSchema;
+    /// The call a step makes (string leaves are templates).
+    type Call: Clone + std::fmt::Debug + Serialize + DeserializeOwned + JsonSchema;
+    /// A rendered call with typed values.
+    type Request: std::fmt::Debug + DeserializeOwned + Send + Sync;
+    /// A connected client.
+    type Client: Send + Sync;
+
+    /// The binding a call names.
+    fn binding(call: &Self::Call) -> &str;
+    /// What a call does to the world.
+    fn effect(call: &Self::Call) -> Effect;
+    /// The field that decides the effect (JSON pointer inside the call) and the action in
+    /// words, for messages (`/verb`, "verb `delete`").
+    fn action(call: &Self::Call) -> (&'static str, String);
+    /// The context of a templated field, by its JSON pointer inside the call (`/namespace`,
+    /// `/resource/kind`, `/headers/X-Org`, `/body/a/0`). None: the field is not a template.
+    fn field(pointer: &str) -> Option<TextContext>;
+    /// Build a client (nothing is contacted yet).
+    fn connect(name: &str, binding: &Self::Binding) -> Result<Self::Client, String>;
+    /// Perform a request.
+    fn call(
+        client: &Self::Client,
+        request: Self::Request,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<Value, Error>> + Send;
+    /// What a request would do, secrets redacted (for `render`).
+    fn describe(client: &Self::Client, request: &Self::Request) -> Value;
+    /// The time "now" means for this backend's data (a snapshot's capture time).
+    fn reference_time(_client: &Self::Client) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+}
+
+/// Generate the enums over all kinds and their dispatch. One line per kind.
+macro_rules! kinds {
+    ($($variant:ident => $module:ident :: $kind:ident),+ $(,)?) => {
+        /// Body of a Backend document: its `type` names the kind.
+        #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+        #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+        pub enum BackendSpec {
+            $(
+                #[doc = concat!("A `", stringify!($module), "` backend.")]
+                $variant(<$module::$kind as Kind>::Binding),
+            )+
+        }
+
+        /// The backend call of a step: exactly one kind, named by its key
+        /// (`kubernetes: {...}`), so serde itself refuses zero or two calls.
+        #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+        #[serde(rename_all = "lowercase")]
+        #[allow(clippy::large_enum_variant)] // one per step, built once at load
+        pub enum CallSpec {
+            $(
+                #[doc = concat!("A `", stringify!($module), "` call.")]
+                $variant(<$module::$kind as Kind>::Call),
+            )+
+        }
+
+        /// A rendered call, typed by its kind.
+        #[derive(Debug)]
+        pub enum Request {
+            $( $variant(<$module::$kind as Kind>::Request), )+
+        }
+
+        /// A constructed backend client.
+        pub enum Client {
+            $( $variant(<$module::$kind as Kind>::Client), )+
+            /// A backend whose setup failed: every call says why.
+            Unavailable { name: String, reason: String },
+        }
+
+        /// The names of every kind, in registration order.
+        pub const KIND_NAMES: &[&str] = &[$(<$module::$kind as Kind>::NAME),+];
+
+        impl BackendSpec {
+            /// The kind name (`http`, `kubernetes`, `prometheus`).
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
             }
         }
-    }
 
-    /// The exact request that would be sent, secrets redacted (for `render`).
-    pub fn describe(&self, request: &Value) -> Value {
-        match self {
-            Client::Http(h) => h.describe(request),
-            Client::Kubernetes(k) => k.describe(request),
-            Client::Prometheus(p) => p.describe(request),
-            Client::Unavailable { reason, .. } => serde_json::json!({"request": request, "unavailable": reason}),
+        impl CallSpec {
+            /// The kind name.
+            pub fn kind_name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
+            }
+            /// The binding the call names.
+            pub fn binding(&self) -> &str {
+                match self { $( Self::$variant(c) => <$module::$kind as Kind>::binding(c), )+ }
+            }
+            /// What the call does to the world.
+            pub fn effect(&self) -> Effect {
+                match self { $( Self::$variant(c) => <$module::$kind as Kind>::effect(c), )+ }
+            }
+            /// The field deciding the effect and the action in words.
+            pub fn action(&self) -> (&'static str, String) {
+                match self { $( Self::$variant(c) => <$module::$kind as Kind>::action(c), )+ }
+            }
+            /// The context of a templated field of this call.
+            pub fn field(&self, pointer: &str) -> Option<TextContext> {
+                match self { $( Self::$variant(_) => <$module::$kind as Kind>::field(pointer), )+ }
+            }
+            /// The call's own JSON (the body under its kind key): its string leaves are the
+            /// templates.
+            pub fn body_json(&self) -> Value {
+                match self {
+                    $( Self::$variant(c) => serde_json::to_value(c).expect("call specs serialize"), )+
+                }
+            }
+            /// Type a rendered body (the call's JSON with its templates filled in).
+            pub fn typed(&self, rendered: Value) -> Result<Request, serde_json::Error> {
+                Ok(match self {
+                    $( Self::$variant(_) => Request::$variant(serde_json::from_value(rendered)?), )+
+                })
+            }
         }
-    }
+
+        impl Client {
+            /// Build a client from a (mode-merged) spec. Failures become an unavailable
+            /// client so that startup never blocks or dies on one bad backend.
+            pub fn build(name: &str, spec: &BackendSpec) -> Client {
+                let built = match spec {
+                    $( BackendSpec::$variant(b) => <$module::$kind as Kind>::connect(name, b).map(Client::$variant), )+
+                };
+                built.unwrap_or_else(|reason| Client::Unavailable { name: name.to_string(), reason })
+            }
+
+            /// Perform a rendered request.
+            pub async fn call(&self, name: &str, request: Request, timeout: Option<Duration>) -> Result<Value, Error> {
+                match (self, request) {
+                    $( (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::call(c, r, timeout).await, )+
+                    (Client::Unavailable { reason, .. }, _) => Err(Error::new(name, ErrorKind::Unavailable, reason.clone())),
+                    #[allow(unreachable_patterns)]
+                    _ => Err(Error::new(name, ErrorKind::InvalidRequest, "the step's call is of another backend kind")),
+                }
+            }
+
+            /// The exact request that would be sent, secrets redacted (for `render`).
+            pub fn describe(&self, request: &Request) -> Value {
+                match (self, request) {
+                    $( (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::describe(c, r), )+
+                    (Client::Unavailable { reason, .. }, r) => serde_json::json!({"request": format!("{r:?}"), "unavailable": reason}),
+                    #[allow(unreachable_patterns)]
+                    _ => serde_json::json!({"error": "the step's call is of another backend kind"}),
+                }
+            }
+
+            /// The time "now" means for this backend's data, if not the clock.
+            pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+                match self {
+                    $( Client::$variant(c) => <$module::$kind as Kind>::reference_time(c), )+
+                    Client::Unavailable { .. } => None,
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Http => http::Http,
+    Kubernetes => kubernetes::Kubernetes,
+    Prometheus => prometheus::Prometheus,
 }
 
 /// The clients of a mode's enabled backends.
@@ -109,26 +350,54 @@ impl Backends {
 
     /// The time "now" means for ages: a snapshot's capture time, else None (the clock).
     pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.clients.values().find_map(|c| match c.as_ref() {
-            Client::Kubernetes(k) => k.reference_time(),
-            _ => None,
-        })
+        self.clients.values().find_map(|c| c.reference_time())
     }
 
     /// The client for a binding, or an unavailable error naming why.
     pub fn get(&self, name: &str) -> Result<&Arc<Client>, Error> {
-        self.clients.get(name).ok_or_else(|| Error::Unavailable {
-            backend: name.to_string(),
-            reason: "not enabled in the active mode".into(),
-        })
+        self.clients.get(name).ok_or_else(|| Error::new(name, ErrorKind::Unavailable, "not enabled in the active mode"))
     }
 }
 
-/// Read a string field of a rendered request (numbers and booleans are accepted as text).
-pub fn text_field(request: &Value, key: &str) -> Option<String> {
-    match request.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
+/// Serde helpers for typed requests: template leaves render numbers and booleans as JSON
+/// values, but a literal in YAML may be a string (`limit: "50"`); empty strings mean absent.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// An optional non-empty string (numbers are taken as their text).
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => return Err(serde::de::Error::custom(format!("expected text, got {other}"))),
+        })
+    }
+
+    /// An optional integer: a JSON integer or integer text; `1.0` is refused, never dropped.
+    pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Value::deserialize(d)?;
+        let bad = |v: &Value| serde::de::Error::custom(format!("expected an integer, got {v}"));
+        Ok(match &v {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.trim().parse().map_err(|_| bad(&v))?),
+            Value::Number(n) => Some(n.as_i64().ok_or_else(|| bad(&v))?),
+            _ => return Err(bad(&v)),
+        })
+    }
+
+    /// A boolean: JSON true/false or the text `true`/`false`; null and "" are false.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Null => false,
+            Value::Bool(b) => b,
+            Value::String(s) if s.is_empty() || s == "false" => false,
+            Value::String(s) if s == "true" => true,
+            other => return Err(serde::de::Error::custom(format!("expected true or false, got {other}"))),
+        })
     }
 }

@@ -2,7 +2,19 @@
 
 use std::fmt;
 
-use crate::spec::model::SecretRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A secret value: read from a file or an environment variable after parsing, never
+/// substituted into YAML and never printed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretRef {
+    /// Path of a file whose (trimmed) contents are the secret.
+    File(String),
+    /// Name of an environment variable holding the secret.
+    Env(String),
+}
 
 /// A resolved secret. Debug and Display print a placeholder.
 #[derive(Clone)]

@@ -1,10 +1,12 @@
-//! `render`: the requests a call would send, without sending them.
+//! `render`: the requests a call would send, without sending them. Requests go through the
+//! same checks as a call: a request a call would refuse is shown as refused.
 
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::engine::invoke::{prepare_args, render_request};
+use crate::engine::invoke::{Scope, condition_holds, prepare_args, render_request};
+use crate::engine::template;
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -26,37 +28,38 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     };
     let call_args = super::parse_args(&args.args)?;
     let prepared = prepare_args(&tool.proc, &call_args)?;
-    let mut ctx = prepared.clone();
-    ctx.insert("backends".into(), active.backend_flags());
+    let mut scope: Scope = prepared.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
+    scope.insert("backends".into(), template::to_value(&active.backend_flags()));
     // Results of earlier steps are not known without the network: they render as null.
     for s in &tool.proc.steps {
-        ctx.insert(s.name.clone(), Value::Null);
+        scope.insert(s.name.clone(), template::to_value(&Value::Null));
     }
-    let mctx = crate::engine::template::to_value(&ctx);
+    let mctx = minijinja::Value::from(scope.clone());
     let mut steps = Vec::new();
     for step in &tool.proc.steps {
-        let mut entry = json!({"step": step.name, "backend": step.backend});
+        let mut entry = json!({"step": step.name, "backend": step.backend, "effect": step.effect});
         if !step.deps.is_empty() {
             entry["dependsOn"] = json!(step.deps);
         }
         if step.optional {
             entry["optional"] = json!(true);
         }
-        if let Some(w) = &step.when {
-            let on = crate::engine::template::eval_expr(w, &mctx).map(|v| v.is_true()).unwrap_or(false);
+        if let Some((w, _)) = &step.when {
+            let on = condition_holds(step, &mctx).unwrap_or(false);
             entry["when"] = json!({"condition": w, "holds": on});
         }
-        match render_request(step, &mctx) {
+        match render_request(step, &tool.proc, &scope) {
             Ok(req) => {
                 entry["request"] = match active.backends.get(&step.backend) {
                     Ok(client) => client.describe(&req),
-                    Err(e) => json!({"request": req, "unavailable": e.to_string()}),
+                    Err(e) => json!({"request": format!("{req:?}"), "unavailable": e.to_string()}),
                 };
             }
             Err(e) if !step.deps.is_empty() => {
-                entry["request"] = json!(format!("rendered at call time from {} ({e})", step.deps.join(", ")));
+                entry["request"] =
+                    json!(format!("rendered at call time from {} ({})", step.deps.join(", "), e.message));
             }
-            Err(e) => anyhow::bail!("step `{}`: cannot build the request: {e}", step.name),
+            Err(e) => anyhow::bail!("step `{}`: {}", step.name, e.message),
         }
         steps.push(entry);
     }

@@ -1,23 +1,24 @@
-//! The executor: check arguments, run steps (independent ones concurrently, each with its
-//! timeout), extract, and shape the structured and text output.
+//! The executor: check arguments, run steps (each as soon as the steps it reads have
+//! finished; a failing required step cancels the rest), check every rendered request before
+//! it is sent, extract, and shape the structured and text output.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use super::Active;
 use super::json_view;
-use super::registry::{Procedure, Step};
-use super::template;
+use super::registry::{FieldValue, Procedure, Step};
+use super::template::{self, Mode};
+use crate::backends::{self, ErrorKind, MAX_MESSAGE, Request, clip};
 
 /// Template variables of a call.
-type Scope = BTreeMap<String, minijinja::Value>;
+pub type Scope = BTreeMap<String, minijinja::Value>;
 
 /// Default time a step may take when neither step nor backend says otherwise.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,13 +31,45 @@ pub enum Error {
     InvalidArguments(String),
     /// A required step failed.
     #[error("step `{step}` failed: {message}")]
-    Step { step: String, message: String },
+    Step { step: String, kind: ErrorKind, message: String },
     /// Shaping the output failed.
     #[error("could not shape the output field `{field}`: {message}")]
     Output { field: String, message: String },
     /// The caller cancelled the call.
     #[error("the call was cancelled")]
     Cancelled,
+}
+
+impl Error {
+    /// What the model should do about this error.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            Error::InvalidArguments(_) => "Fix the arguments to match the tool's input schema and call again.",
+            Error::Step { kind, .. } => kind.advice(),
+            Error::Output { .. } => "The tool's output template failed; report this to the server's admin.",
+            Error::Cancelled => "The call was cancelled.",
+        }
+    }
+}
+
+/// A step that could not produce a value: its kind and message.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl StepFailure {
+    /// A failure of `kind`, its message clipped.
+    pub fn new(kind: ErrorKind, message: impl AsRef<str>) -> StepFailure {
+        StepFailure { kind, message: clip(message.as_ref(), MAX_MESSAGE) }
+    }
+}
+
+impl From<backends::Error> for StepFailure {
+    fn from(e: backends::Error) -> StepFailure {
+        StepFailure { kind: e.kind, message: e.to_string() }
+    }
 }
 
 /// The result of a call: structured content, its compact text, further content blocks
@@ -81,9 +114,17 @@ pub fn prepare_args(proc: &Procedure, args: &Map<String, Value>) -> Result<Map<S
     Ok(out)
 }
 
-/// Render one step's request from the context (no network).
-pub fn render_request(step: &Step, ctx: &minijinja::Value) -> Result<Value, String> {
-    template::render_json(&step.request, ctx).map_err(|e| template_error(&e))
+/// Render one step's request from the scope, check it, and type it (no network). The same
+/// path serves calls and `render`.
+pub fn render_request(step: &Step, proc: &Procedure, scope: &Scope) -> Result<Request, StepFailure> {
+    let ctx = minijinja::Value::from(scope.clone());
+    let body = proc.templates.render_tree(Mode::Request, &step.request, &ctx).map_err(|e| {
+        StepFailure::new(ErrorKind::InvalidRequest, format!("cannot build the request: {}", template_error(&e)))
+    })?;
+    super::checks::check(step, proc, &body, scope)?;
+    step.call
+        .typed(body)
+        .map_err(|e| StepFailure::new(ErrorKind::InvalidRequest, format!("the rendered request is not valid: {e}")))
 }
 
 /// A template error on one line, with its detail.
@@ -92,13 +133,14 @@ pub fn template_error(e: &minijinja::Error) -> String {
     if let Some(src) = std::error::Error::source(e) {
         msg.push_str(&format!(": {src}"));
     }
-    msg
+    clip(&msg, MAX_MESSAGE)
 }
 
-fn eval_when(step: &Step, ctx: &minijinja::Value) -> Result<bool, String> {
+/// Whether a step's condition holds.
+pub fn condition_holds(step: &Step, ctx: &minijinja::Value) -> Result<bool, String> {
     match &step.when {
         None => Ok(true),
-        Some(w) => template::eval_expr(w, ctx).map(|v| v.is_true()).map_err(|e| template_error(&e)),
+        Some((_, w)) => w.eval(ctx).map(|v| v.is_true()).map_err(|e| template_error(&e)),
     }
 }
 
@@ -116,52 +158,66 @@ pub async fn run(
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
     let mut results: HashMap<String, Arc<Value>> = HashMap::new();
     let mut sections = Map::new();
-    let mut pending: Vec<&Step> = proc.steps.iter().collect();
-    let total = pending.len();
+    let total = proc.steps.len();
+    let mut started: HashSet<&str> = HashSet::new();
+    let mut running = FuturesUnordered::new();
 
-    while !pending.is_empty() {
-        // A wave: every pending step whose dependencies have finished.
-        let (ready, rest): (Vec<&Step>, Vec<&Step>) =
-            pending.into_iter().partition(|s| s.deps.iter().all(|d| results.contains_key(d)));
-        pending = rest;
-        if ready.is_empty() {
-            // Unreachable after validation (cycles are rejected), but never loop forever.
-            let names: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
-            return Err(Error::Step { step: names.join(", "), message: "dependency cycle".into() });
+    loop {
+        // Start every step whose inputs are ready: a step runs as soon as the steps it reads
+        // have finished.
+        for step in &proc.steps {
+            if started.contains(step.name.as_str()) || !step.deps.iter().all(|d| results.contains_key(d)) {
+                continue;
+            }
+            started.insert(&step.name);
+            let mut step_scope = scope.clone();
+            for d in &step.deps {
+                step_scope.insert(d.clone(), json_view::view(results[d].clone()));
+            }
+            running.push(async move { (step, run_step(active, proc, step, step_scope).await) });
         }
-        let mut wave_scope = scope.clone();
-        for (k, v) in &results {
-            wave_scope.insert(k.clone(), json_view::view(v.clone()));
+        if running.is_empty() {
+            break;
         }
-        let wave_ctx = minijinja::Value::from(wave_scope);
-        let futures = ready.iter().map(|step| run_step(active, step, &wave_ctx));
-        let outcomes = tokio::select! {
-            o = join_all(futures) => o,
+        let (step, outcome) = tokio::select! {
+            Some(done) = running.next() => done,
             _ = cancel.cancelled() => return Err(Error::Cancelled),
         };
-        for (step, outcome) in ready.iter().zip(outcomes) {
-            match outcome {
-                StepOutcome::Done(v) => {
-                    if step.optional || step.when.is_some() {
-                        sections.insert(step.name.clone(), json!({"status": "ok"}));
-                    }
-                    results.insert(step.name.clone(), Arc::new(v));
+        match outcome {
+            StepOutcome::Done(v) => {
+                if step.optional || step.when.is_some() {
+                    sections.insert(step.name.clone(), json!({"status": "ok"}));
                 }
-                StepOutcome::Skipped(reason) => {
-                    sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
-                    results.insert(step.name.clone(), Arc::new(Value::Null));
-                }
-                StepOutcome::Failed(message) if step.optional => {
-                    tracing::warn!(step = %step.name, %message, "optional step degraded");
-                    sections.insert(step.name.clone(), json!({"status": "unavailable", "reason": message}));
-                    results.insert(step.name.clone(), Arc::new(Value::Null));
-                }
-                StepOutcome::Failed(message) => return Err(Error::Step { step: step.name.clone(), message }),
+                results.insert(step.name.clone(), Arc::new(v));
             }
-            if let Some(p) = progress {
-                p(results.len(), total, format!("step {} finished", step.name));
+            StepOutcome::Skipped(reason) => {
+                sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
+                results.insert(step.name.clone(), Arc::new(Value::Null));
+            }
+            StepOutcome::Failed(f) if step.optional => {
+                tracing::warn!(step = %step.name, message = %f.message, "optional step degraded");
+                sections
+                    .insert(step.name.clone(), json!({"status": "unavailable", "kind": f.kind, "reason": f.message}));
+                results.insert(step.name.clone(), Arc::new(Value::Null));
+            }
+            // Fail fast: returning drops the steps still running, which cancels them.
+            StepOutcome::Failed(f) => {
+                return Err(Error::Step { step: step.name.clone(), kind: f.kind, message: f.message });
             }
         }
+        if let Some(p) = progress {
+            p(results.len(), total, format!("step {} finished", step.name));
+        }
+    }
+    if results.len() < total {
+        // Unreachable after validation (cycles are rejected), but never hang or lie.
+        let names: Vec<&str> =
+            proc.steps.iter().filter(|s| !results.contains_key(&s.name)).map(|s| s.name.as_str()).collect();
+        return Err(Error::Step {
+            step: names.join(", "),
+            kind: ErrorKind::InvalidRequest,
+            message: "dependency cycle".into(),
+        });
     }
 
     for (k, v) in &results {
@@ -190,45 +246,50 @@ pub async fn run(
 enum StepOutcome {
     Done(Value),
     Skipped(String),
-    Failed(String),
+    Failed(StepFailure),
 }
 
-async fn run_step(active: &Active, step: &Step, ctx: &minijinja::Value) -> StepOutcome {
-    match eval_when(step, ctx) {
+async fn run_step(active: &Active, proc: &Procedure, step: &Step, scope: Scope) -> StepOutcome {
+    let ctx = minijinja::Value::from(scope.clone());
+    match condition_holds(step, &ctx) {
         Ok(true) => {}
         Ok(false) => return StepOutcome::Skipped(skip_reason(step)),
-        Err(e) => return StepOutcome::Failed(format!("condition: {e}")),
+        Err(e) => return StepOutcome::Failed(StepFailure::new(ErrorKind::InvalidRequest, format!("condition: {e}"))),
     }
-    let request = match render_request(step, ctx) {
+    let request = match render_request(step, proc, &scope) {
         Ok(r) => r,
-        Err(e) => return StepOutcome::Failed(format!("cannot build the request: {e}")),
+        Err(f) => return StepOutcome::Failed(f),
     };
     let client = match active.backends.get(&step.backend) {
         Ok(c) => c,
-        Err(e) => return StepOutcome::Failed(e.to_string()),
+        Err(e) => return StepOutcome::Failed(e.into()),
     };
     // The backend applies the step timeout to its request; the outer bound also covers
     // backends that hang before their own timer starts.
     let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
-    let answer = match tokio::time::timeout(limit + Duration::from_millis(250), client.call(&request, step.timeout))
-        .await
-    {
+    let call = client.call(&step.backend, request, step.timeout);
+    let answer = match tokio::time::timeout(limit + Duration::from_millis(250), call).await {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return StepOutcome::Failed(e.to_string()),
-        Err(_) => return StepOutcome::Failed(format!("no answer from backend `{}` within {limit:?}", step.backend)),
+        Ok(Err(e)) => return StepOutcome::Failed(e.into()),
+        Err(_) => {
+            return StepOutcome::Failed(StepFailure::new(
+                ErrorKind::Timeout,
+                format!("no answer from backend `{}` within {limit:?}", step.backend),
+            ));
+        }
     };
     match &step.select {
         None => StepOutcome::Done(answer),
         Some(path) => match super::extract::query(path, &answer) {
             Ok(found) if step.select_one => StepOutcome::Done(found.into_iter().next().unwrap_or(Value::Null)),
             Ok(found) => StepOutcome::Done(Value::Array(found)),
-            Err(e) => StepOutcome::Failed(format!("select `{path}`: {e}")),
+            Err(e) => StepOutcome::Failed(StepFailure::new(ErrorKind::Upstream, format!("select `{path}`: {e}"))),
         },
     }
 }
 
 fn skip_reason(step: &Step) -> String {
-    match step.when.as_deref() {
+    match step.when.as_ref().map(|(w, _)| w.as_str()) {
         Some(w) if w.starts_with("backends[") => format!("backend `{}` is not enabled in this mode", step.backend),
         Some(w) => format!("condition `{w}` is false"),
         None => String::new(),
@@ -252,13 +313,14 @@ fn shape(
             structured.insert(s.name.clone(), results.get(&s.name).map(|v| (**v).clone()).unwrap_or(Value::Null));
         }
     }
-    for (field, spec) in &proc.output.structured {
+    for f in &proc.fields {
+        let field = &f.name;
         let fail = |e: minijinja::Error| Error::Output { field: field.clone(), message: template_error(&e) };
-        let v = match spec {
-            crate::spec::model::FieldSpec::Each(each) => rows(each, &scope).map_err(fail)?,
-            _ => {
+        let v = match &f.value {
+            FieldValue::Each { .. } => rows(&f.value, &scope).map_err(fail)?,
+            FieldValue::Expr(e) => {
                 let mctx = minijinja::Value::from(scope.clone());
-                template::eval_shaping(spec.expr(), &mctx).and_then(|v| template::to_json(&v)).map_err(fail)?
+                e.eval(&mctx).and_then(|v| template::to_json(&v)).map_err(fail)?
             }
         };
         // Fields named `_...` are intermediate: usable by later fields, not returned.
@@ -280,24 +342,27 @@ fn shape(
         }
     }
     let mctx = minijinja::Value::from(scope);
-    let text = match &proc.output.text {
-        Some(t) => template::render_shaping(t, &mctx)
+    let text = match &proc.text {
+        Some(t) => proc
+            .templates
+            .render(Mode::Shaping, t, &mctx)
             .map_err(|e| Error::Output { field: "text".into(), message: template_error(&e) })?,
         None => serde_json::to_string_pretty(&structured).unwrap_or_default(),
     };
     let content = proc
-        .output
         .content
         .iter()
         .map(|c| {
-            let tree = serde_json::to_value(c).unwrap_or_default();
-            template::render_json(&tree, &mctx)
+            proc.templates
+                .render_tree(Mode::Shaping, c, &mctx)
                 .map_err(|e| Error::Output { field: "content".into(), message: template_error(&e) })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let error = match &proc.output.error {
+    let error = match &proc.error {
         Some(t) => {
-            let msg = template::render_shaping(t, &mctx)
+            let msg = proc
+                .templates
+                .render(Mode::Shaping, t, &mctx)
                 .map_err(|e| Error::Output { field: "error".into(), message: template_error(&e) })?;
             Some(msg.trim().to_string()).filter(|m| !m.is_empty())
         }
@@ -313,32 +378,28 @@ fn shape(
 
 /// Evaluate an `each` field: one row per list element that passes `where`. Rows see the
 /// whole scope (inputs, steps, earlier fields) plus the element.
-fn rows(spec: &crate::spec::model::EachFieldSpec, scope: &Scope) -> Result<Value, minijinja::Error> {
-    let env = template::shaping_env();
-    let list = template::eval_shaping(&spec.each, &minijinja::Value::from(scope.clone()))?;
+fn rows(value: &FieldValue, scope: &Scope) -> Result<Value, minijinja::Error> {
+    let FieldValue::Each { each, as_name, filter, fields } = value else {
+        return Ok(Value::Null);
+    };
+    let list = each.eval(minijinja::Value::from(scope.clone()))?;
     if list.is_none() || list.is_undefined() {
         return Ok(Value::Array(Vec::new()));
     }
-    // Compile once; per element, a shallow copy of the scope (values are shared).
-    let filter = spec.where_.as_deref().map(|w| env.compile_expression(w)).transpose()?;
-    let fields = spec
-        .fields
-        .iter()
-        .map(|(k, e)| Ok((k.as_str(), env.compile_expression(e)?)))
-        .collect::<Result<Vec<_>, minijinja::Error>>()?;
+    // Per element, a shallow copy of the scope (values are shared).
     let mut scope = scope.clone();
     let mut out = Vec::new();
     for item in list.try_iter()? {
-        scope.insert(spec.as_name.clone(), item);
+        scope.insert(as_name.clone(), item);
         let row_ctx = minijinja::Value::from(scope.clone());
-        if let Some(f) = &filter
+        if let Some(f) = filter
             && !f.eval(&row_ctx)?.is_true()
         {
             continue;
         }
         let mut row = Map::new();
-        for (name, expr) in &fields {
-            row.insert((*name).to_string(), template::to_json(&expr.eval(&row_ctx)?)?);
+        for (name, expr) in fields {
+            row.insert(name.clone(), template::to_json(&expr.eval(&row_ctx)?)?);
         }
         out.push(Value::Object(row));
     }

@@ -78,26 +78,22 @@ impl TextContext {
     }
 }
 
-/// The text context of one field of a backend call (`kind` is the step's backend key, `field`
-/// the call's top-level field); `None` when the field is not a template.
-pub fn request_field_context(kind: &str, field: &str) -> Option<TextContext> {
-    use TextContext::*;
-    Some(match (kind, field) {
-        (_, "backend") => return None,
-        ("http", "method") | ("kubernetes", "verb") | ("prometheus", "endpoint") => return None,
-        ("http", "path") => UrlPath,
-        ("http", "headers") => Header,
-        ("kubernetes", "namespace" | "name" | "container") => K8sName,
-        // apiVersion and kind are resolved through API discovery; like names, they are
-        // checked at run time.
-        ("kubernetes", "resource") => K8sName,
-        ("kubernetes", "labelSelector") => LabelSelector,
-        ("kubernetes", "fieldSelector") => FieldSelector,
-        ("prometheus", "query") => Promql,
-        // The label-values endpoint puts the label name into the URL path.
-        ("prometheus", "label") => UrlPath,
-        _ => Data,
-    })
+impl From<crate::backends::TextContext> for TextContext {
+    /// The lint's view of a backend field's context: names of every sort are checked at
+    /// run time by their grammar, so any value passes statically.
+    fn from(c: crate::backends::TextContext) -> TextContext {
+        use crate::backends::TextContext as B;
+        match c {
+            B::Promql => TextContext::Promql,
+            // The label-values endpoint puts the label name into the URL path.
+            B::UrlPath | B::PromqlLabelName => TextContext::UrlPath,
+            B::LabelSelector => TextContext::LabelSelector,
+            B::FieldSelector => TextContext::FieldSelector,
+            B::Namespace | B::Name | B::Container | B::ApiVersion | B::KindName => TextContext::K8sName,
+            B::Header => TextContext::Header,
+            B::Data => TextContext::Data,
+        }
+    }
 }
 
 /// Patterns implied by the known string formats (the run-time check of the input).

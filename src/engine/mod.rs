@@ -1,6 +1,7 @@
 //! The generic engine: templates, extraction, the compiled registry and the executor.
 
 pub mod budget;
+pub mod checks;
 pub mod extract;
 pub mod guard;
 pub mod invoke;

@@ -10,7 +10,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::spec::model::{BackendSpec, InputSpec, ModeSpec, OutputSpec, PromptSpec, SelectorSpec};
+use super::template::{CompiledExpr as Expr, Templates, Tree};
+use crate::backends::{BackendSpec, CallSpec, Effect, TextContext};
+use crate::spec::model::{InputSpec, ModeSpec, OutputSpec, PromptSpec, SelectorSpec};
 
 /// Everything loaded from the spec directories.
 #[derive(Default)]
@@ -52,7 +54,8 @@ pub struct Hints {
     pub open_world: bool,
 }
 
-/// Inputs, steps and output: the machinery shared by tools and resources.
+/// Inputs, steps and output: the machinery shared by tools and resources. Every template
+/// and expression is compiled once, at load; a call only renders.
 pub struct Procedure {
     /// The document's file, for messages.
     pub file: PathBuf,
@@ -63,7 +66,18 @@ pub struct Procedure {
     pub input_validator: jsonschema::Validator,
     /// Steps in declaration order.
     pub steps: Vec<Step>,
+    /// The output as written (field names, for listing).
     pub output: OutputSpec,
+    /// Compiled structured fields, in order.
+    pub fields: Vec<Field>,
+    /// Name of the compiled text template (in `templates`), if any.
+    pub text: Option<String>,
+    /// Name of the compiled error template, if any.
+    pub error: Option<String>,
+    /// Compiled extra content blocks.
+    pub content: Vec<Tree>,
+    /// The procedure's compiled text templates.
+    pub templates: Templates,
     /// The MCP outputSchema.
     pub output_schema: serde_json::Map<String, Value>,
     /// Backends that required steps need.
@@ -76,15 +90,33 @@ impl Procedure {
     pub fn has_structured_output(&self) -> bool {
         !self.output.structured.is_empty() || !self.steps.is_empty()
     }
+
+    /// The strongest effect of any step.
+    pub fn effect(&self) -> Effect {
+        self.steps.iter().map(|s| s.effect).max().unwrap_or(Effect::Read)
+    }
+}
+
+/// A compiled structured output field.
+pub struct Field {
+    pub name: String,
+    pub value: FieldValue,
+}
+
+/// How a field is computed.
+pub enum FieldValue {
+    /// One expression.
+    Expr(Expr),
+    /// One row per element of a list.
+    Each { each: Expr, as_name: String, filter: Option<Expr>, fields: Vec<(String, Expr)> },
 }
 
 /// One compiled step.
-#[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
     pub optional: bool,
-    /// Condition: a minijinja expression.
-    pub when: Option<String>,
+    /// Condition: its source (for messages) and the compiled expression.
+    pub when: Option<(String, Expr)>,
     pub timeout: Option<Duration>,
     pub select: Option<String>,
     pub select_one: bool,
@@ -92,9 +124,26 @@ pub struct Step {
     pub deps: Vec<String>,
     /// Backend binding name.
     pub backend: String,
-    /// The call (http, kubernetes or prometheus spec) as a JSON tree of templates, built once
-    /// at compile time and rendered per call.
-    pub request: Value,
+    /// The call as written (typed by kind).
+    pub call: CallSpec,
+    /// The call's body with its templates compiled; rendered per call, then typed.
+    pub request: Tree,
+    /// What the call does to the world.
+    pub effect: Effect,
+    /// Templated fields checked after rendering, before anything is sent.
+    pub checks: Vec<FieldCheck>,
+}
+
+/// A templated request field: its context, and the variables whose values are untrusted
+/// there (free-text inputs, step results). Before sending, the field is checked against the
+/// same template rendered with inert sentinels for those variables.
+#[derive(Debug, Clone)]
+pub struct FieldCheck {
+    /// JSON pointer inside the call body.
+    pub pointer: String,
+    pub context: TextContext,
+    /// Variables the template reads whose values are untrusted in this context.
+    pub untrusted: Vec<String>,
 }
 
 /// A compiled tool.

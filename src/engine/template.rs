@@ -67,6 +67,183 @@ pub fn single_expression(s: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}") && !s.contains("{%")).then_some(inner)
 }
 
+/// A compiled expression, kept for the life of the registry.
+pub type CompiledExpr = minijinja::Expression<'static, 'static>;
+
+/// Compile an expression for request rendering (strict undefined).
+pub fn compile_expr(source: &str) -> Result<CompiledExpr, Error> {
+    env().compile_expression_owned(source.to_string())
+}
+
+/// Compile an expression for shaping backend data (chainable undefined).
+pub fn compile_shaping_expr(source: &str) -> Result<CompiledExpr, Error> {
+    shaping_env().compile_expression_owned(source.to_string())
+}
+
+/// The text templates of one procedure, parsed once at load and rendered by name.
+/// Two environments: strict for requests, chainable for shaping.
+pub struct Templates {
+    request: Environment<'static>,
+    shaping: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates { request: env().clone(), shaping: shaping_env().clone() }
+    }
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+/// Which environment a template belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Requests: strict undefined.
+    Request,
+    /// Output shaping: chainable undefined.
+    Shaping,
+}
+
+impl Templates {
+    fn env(&self, mode: Mode) -> &Environment<'static> {
+        match mode {
+            Mode::Request => &self.request,
+            Mode::Shaping => &self.shaping,
+        }
+    }
+
+    /// Parse a text template once; it is rendered later by `name` (its spec pointer, which
+    /// errors then name).
+    pub fn add(&mut self, mode: Mode, name: &str, source: &str) -> Result<(), Error> {
+        let env = match mode {
+            Mode::Request => &mut self.request,
+            Mode::Shaping => &mut self.shaping,
+        };
+        env.add_template_owned(name.to_string(), source.to_string())
+    }
+
+    /// Render a template added with `add`.
+    pub fn render(&self, mode: Mode, name: &str, ctx: &Value) -> Result<String, Error> {
+        self.env(mode).get_template(name)?.render(ctx)
+    }
+
+    /// Compile a JSON tree whose string leaves are templates.
+    pub fn tree(&mut self, mode: Mode, name: &str, json: &serde_json::Value) -> Result<Tree, Error> {
+        use serde_json::Value as J;
+        Ok(match json {
+            J::String(s) => match single_expression(s) {
+                Some(expr) => Tree::Expr(Box::new(match mode {
+                    Mode::Request => compile_expr(expr)?,
+                    Mode::Shaping => compile_shaping_expr(expr)?,
+                })),
+                None if s.contains("{{") || s.contains("{%") => {
+                    self.add(mode, name, s)?;
+                    Tree::Text(name.to_string())
+                }
+                None => Tree::Plain(json.clone()),
+            },
+            J::Array(items) => Tree::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.tree(mode, &format!("{name}/{i}"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            J::Object(map) => Tree::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let child = format!("{name}/{}", k.replace('~', "~0").replace('/', "~1"));
+                        Ok((k.clone(), self.tree(mode, &child, v)?))
+                    })
+                    .collect::<Result<_, Error>>()?,
+            ),
+            other => Tree::Plain(other.clone()),
+        })
+    }
+
+    /// Render a compiled tree: an expression leaf keeps its JSON type.
+    pub fn render_tree(&self, mode: Mode, tree: &Tree, ctx: &Value) -> Result<serde_json::Value, Error> {
+        use serde_json::Value as J;
+        Ok(match tree {
+            Tree::Plain(v) => v.clone(),
+            Tree::Expr(e) => to_json(&e.eval(ctx)?)?,
+            Tree::Text(name) => J::String(self.render(mode, name, ctx)?),
+            Tree::Array(items) => {
+                J::Array(items.iter().map(|i| self.render_tree(mode, i, ctx)).collect::<Result<_, _>>()?)
+            }
+            Tree::Object(fields) => J::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_tree(mode, v, ctx)?)))
+                    .collect::<Result<_, Error>>()?,
+            ),
+        })
+    }
+}
+
+/// A JSON tree of compiled templates (a step's call, a content block).
+pub enum Tree {
+    /// JSON without templates.
+    Plain(serde_json::Value),
+    /// A leaf that is exactly one `{{ expr }}`: keeps the expression's JSON type.
+    Expr(Box<CompiledExpr>),
+    /// A text template, by its name in the procedure's [`Templates`].
+    Text(String),
+    /// An array of trees.
+    Array(Vec<Tree>),
+    /// An object of trees (key order kept).
+    Object(Vec<(String, Tree)>),
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tree::Plain(v) => write!(f, "{v}"),
+            Tree::Expr(_) => f.write_str("<expr>"),
+            Tree::Text(n) => write!(f, "<template {n}>"),
+            Tree::Array(items) => f.debug_list().entries(items).finish(),
+            Tree::Object(fields) => f.debug_map().entries(fields.iter().map(|(k, v)| (k, v))).finish(),
+        }
+    }
+}
+
+impl Tree {
+    /// The sub-tree at a JSON pointer (`/resource/kind`).
+    pub fn at(&self, pointer: &str) -> Option<&Tree> {
+        let mut node = self;
+        for seg in pointer.split('/').skip(1) {
+            let seg = seg.replace("~1", "/").replace("~0", "~");
+            node = match node {
+                Tree::Object(fields) => &fields.iter().find(|(k, _)| *k == seg)?.1,
+                Tree::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// Every templated leaf, with its JSON pointer.
+    pub fn templated_leaves(&self) -> Vec<(String, &Tree)> {
+        fn walk<'a>(t: &'a Tree, ptr: String, out: &mut Vec<(String, &'a Tree)>) {
+            match t {
+                Tree::Plain(_) => {}
+                Tree::Expr(_) | Tree::Text(_) => out.push((ptr, t)),
+                Tree::Array(items) => items.iter().enumerate().for_each(|(i, c)| walk(c, format!("{ptr}/{i}"), out)),
+                Tree::Object(fields) => fields
+                    .iter()
+                    .for_each(|(k, c)| walk(c, format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, String::new(), &mut out);
+        out
+    }
+}
+
 /// Render a template string to text.
 pub fn render_str(source: &str, ctx: &Value) -> Result<String, Error> {
     env().render_str(source, ctx)

@@ -54,15 +54,7 @@ fn mcp_tool(t: &registry::Tool) -> Tool {
 
 /// Turn a call error into a result the model can act on.
 fn error_result(e: &CallError) -> CallToolResult {
-    let advice = match e {
-        CallError::InvalidArguments(_) => "Fix the arguments to match the tool's input schema and call again.",
-        CallError::Step { .. } => {
-            "The data source failed or is unavailable; tell the user, or try again later or with other tools."
-        }
-        CallError::Output { .. } => "The tool's output template failed; report this to the server's admin.",
-        CallError::Cancelled => "The call was cancelled.",
-    };
-    CallToolResult::error(vec![ContentBlock::text(format!("{e}. {advice}"))])
+    CallToolResult::error(vec![ContentBlock::text(format!("{e}. {}", e.advice()))])
 }
 
 fn args_of(v: Option<Map<String, Value>>) -> Map<String, Value> {

@@ -15,11 +15,14 @@ use super::diagnostic::{Diagnostic, Source, SourceRef};
 use super::load::{Loaded, Located};
 use super::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, ResourceDoc, StepSpec, ToolDoc};
 use super::yaml::pointer_segment;
+use crate::backends::{CallSpec, Effect, TextContext};
 use crate::engine::extract;
-use crate::engine::lint::{self, InputFacts, InputKind, TextContext};
-use crate::engine::quantity::parse_duration;
-use crate::engine::registry::{BackendBinding, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool};
+use crate::engine::lint::{self, InputFacts, InputKind};
+use crate::engine::registry::{
+    BackendBinding, Field, FieldCheck, FieldValue, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool,
+};
 use crate::engine::template;
+use crate::units::parse_duration;
 
 /// Load and compile spec paths: the registry, or every problem found.
 pub fn load_registry(paths: &[PathBuf]) -> Result<Registry, Vec<Diagnostic>> {
@@ -174,6 +177,18 @@ fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9e15 { json!(v as i64) } else { json!(v) }
 }
 
+/// A string input that nothing constrains: it must be escaped wherever it meets query text.
+fn is_free_text(i: &InputSpec) -> bool {
+    match i.ty {
+        InputType::String => {
+            i.enum_values.is_none() && i.pattern.is_none() && i.format.as_deref().and_then(format_pattern).is_none()
+        }
+        InputType::Array => i.items.as_deref().is_none_or(is_free_text),
+        InputType::Object => true,
+        _ => false,
+    }
+}
+
 /// What the request lint needs to know about an input.
 fn input_facts(i: &InputSpec) -> InputFacts<'_> {
     InputFacts {
@@ -212,43 +227,30 @@ pub fn empty_procedure() -> Procedure {
         input_schema,
         steps: Vec::new(),
         output: OutputSpec::default(),
+        fields: Vec::new(),
+        text: None,
+        error: None,
+        content: Vec::new(),
+        templates: template::Templates::default(),
         output_schema: serde_json::Map::new(),
         requires: Vec::new(),
     }
 }
 
-/// A templated string inside a step, with its pointer and text context.
-struct Templated {
-    pointer: String,
-    source: String,
-    context: TextContext,
-}
-
-/// Every string leaf of a step's call, with the text context of the field it is in.
-fn call_templates(base: &str, call_key: &str, call: &Value) -> Vec<Templated> {
-    fn walk(pointer: String, context: TextContext, v: &Value, out: &mut Vec<Templated>) {
+/// Every string leaf of a JSON tree, with its JSON pointer.
+fn string_leaves(tree: &Value) -> Vec<(String, String)> {
+    fn walk(pointer: String, v: &Value, out: &mut Vec<(String, String)>) {
         match v {
-            Value::String(s) => out.push(Templated { pointer, source: s.clone(), context }),
-            Value::Array(a) => {
-                for (i, item) in a.iter().enumerate() {
-                    walk(format!("{pointer}/{i}"), context, item, out);
-                }
-            }
+            Value::String(s) => out.push((pointer, s.clone())),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, item)| walk(format!("{pointer}/{i}"), item, out)),
             Value::Object(m) => {
-                for (k, item) in m {
-                    walk(format!("{pointer}/{}", pointer_segment(k)), context, item, out);
-                }
+                m.iter().for_each(|(k, item)| walk(format!("{pointer}/{}", pointer_segment(k)), item, out))
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    let Value::Object(fields) = call else { return out };
-    for (field, v) in fields {
-        if let Some(context) = lint::request_field_context(call_key, field) {
-            walk(format!("{base}/{call_key}/{}", pointer_segment(field)), context, v, &mut out);
-        }
-    }
+    walk(String::new(), tree, &mut out);
     out
 }
 
@@ -271,7 +273,9 @@ fn compile_procedure(
     let globals = template::globals();
     let step_names: HashSet<String> = p.steps.keys().cloned().collect();
     let input_names: HashSet<String> = p.inputs.keys().cloned().collect();
-    let scope = lint::Scope::new(
+    // Inputs nothing constrains: replaced by sentinels in the run-time structural check.
+    let tainted: HashSet<String> = p.inputs.iter().filter(|(_, i)| is_free_text(i)).map(|(k, _)| k.clone()).collect();
+    let lint_scope = lint::Scope::new(
         p.inputs.iter().map(|(k, i)| (k.as_str(), input_facts(i))),
         p.steps.keys().map(String::as_str),
     );
@@ -316,51 +320,32 @@ fn compile_procedure(
         }
         requires.push(req.clone());
     }
+    let mut templates = template::Templates::default();
     for (name, step) in p.steps {
         let base = format!("/spec/steps/{}", pointer_segment(name));
-        let calls: Vec<(&str, Value)> = [
-            step.http.as_ref().map(|c| ("http", serde_json::to_value(c).expect("serializes"))),
-            step.kubernetes.as_ref().map(|c| ("kubernetes", serde_json::to_value(c).expect("serializes"))),
-            step.prometheus.as_ref().map(|c| ("prometheus", serde_json::to_value(c).expect("serializes"))),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if calls.len() != 1 {
-            diags.push(src.diag(
-                &base,
-                format!("step `{name}` must have exactly one of http, kubernetes, prometheus (found {})", calls.len()),
-                None,
+        let call_key = step.call.kind_name();
+        let call_ptr = format!("{base}/{call_key}");
+        let backend = step.call.binding().to_string();
+        let effect = step.call.effect();
+        if effect == Effect::Write && !p.destructive {
+            let (field, action) = step.call.action();
+            diags.push(src.diag_in_value(
+                &format!("{call_ptr}{field}"),
+                format!("{action} changes things but the tool is not annotated destructive"),
+                Some(
+                    "add `annotations: {destructive: true}` to the tool, use a read-only call, or (for a POST to a query or inference API) declare the step `sideEffectFree: true`"
+                        .into(),
+                ),
             ));
-            continue;
         }
-        let (call_key, call_json) = &calls[0];
-        let backend = match (&step.http, &step.kubernetes, &step.prometheus) {
-            (Some(h), _, _) => h.backend.clone(),
-            (_, Some(k), _) => {
-                if k.verb.is_write() && !p.destructive {
-                    diags.push(src.diag_in_value(
-                        &format!("{base}/kubernetes/verb"),
-                        format!(
-                            "verb `{}` changes the cluster but the tool is not annotated destructive",
-                            call_json["verb"].as_str().unwrap_or("")
-                        ),
-                        Some("add `annotations: {destructive: true}` to the tool, or use a read verb".into()),
-                    ));
-                }
-                k.backend.clone()
-            }
-            (_, _, Some(pq)) => pq.backend.clone(),
-            _ => unreachable!("exactly one call"),
-        };
         match backends.get(&backend) {
             None => diags.push(src.diag_in_value(
-                &format!("{base}/{call_key}/backend"),
+                &format!("{call_ptr}/backend"),
                 format!("unknown backend `{backend}`"),
                 Some(unknown_backend_hint(&backend, backends, Some(call_key))),
             )),
-            Some(b) if b.spec.type_name() != *call_key => diags.push(src.diag_in_value(
-                &format!("{base}/{call_key}/backend"),
+            Some(b) if b.spec.type_name() != call_key => diags.push(src.diag_in_value(
+                &format!("{call_ptr}/backend"),
                 format!("backend `{backend}` is of type {}, but this is a {call_key} step", b.spec.type_name()),
                 Some(known_backends(backends, Some(call_key))),
             )),
@@ -392,7 +377,6 @@ fn compile_procedure(
         declared.extend(globals.iter().cloned());
 
         let mut deps: HashSet<String> = HashSet::new();
-        let mut templates = call_templates(&base, call_key, call_json);
         let when = step.when.as_ref().map(|w| {
             if backends.contains_key(w.as_str()) {
                 format!("backends[{}]", serde_json::to_string(w).expect("string"))
@@ -403,18 +387,46 @@ fn compile_procedure(
         if let Some(w) = &when {
             check_template(src, &format!("{base}/when"), w, true, &declared, &step_names, &mut deps, diags);
         }
-        for t in templates.drain(..) {
-            check_template(src, &t.pointer, &t.source, false, &declared, &step_names, &mut deps, diags);
-            // A template that does not parse was reported by check_template.
-            let guarded = step.prometheus.as_ref().is_some_and(|p| p.guarded);
-            let Ok(found) = lint::lint(&t.source, t.context, &scope, guarded) else { continue };
-            for v in found {
-                diags.push(src.diag_in_value(&t.pointer, v.message, Some(v.hint)));
+        // Raw PromQL from the model (`format: promql`) may reach only guarded steps, whose
+        // backend parses it and applies its guardrails.
+        let guarded = matches!(&step.call, CallSpec::Prometheus(c) if c.guarded);
+        let body = step.call.body_json();
+        let mut checks = Vec::new();
+        for (pointer, source) in string_leaves(&body) {
+            let Some(ctx) = step.call.field(&pointer) else { continue };
+            let at = format!("{call_ptr}{pointer}");
+            let mut reads = HashSet::new();
+            check_template(src, &at, &source, false, &declared, &step_names, &mut reads, diags);
+            if !source.contains("{{") && !source.contains("{%") {
+                continue;
+            }
+            let vars = template::undeclared(&source, false).unwrap_or_default();
+            deps.extend(reads);
+            // Step results are untrusted text wherever they land.
+            let untrusted_here = |v: &String| {
+                step_names.contains(v)
+                    || tainted.contains(v)
+                        && !(guarded && p.inputs.get(v).and_then(|i| i.format.as_deref()) == Some("promql"))
+            };
+            let mut untrusted: Vec<String> = vars.iter().filter(|v| untrusted_here(v)).cloned().collect();
+            untrusted.sort();
+            if let Ok(found) = lint::lint(&source, lint::TextContext::from(ctx), &lint_scope, guarded) {
+                for v in found {
+                    diags.push(src.diag_in_value(&at, v.message, Some(v.hint)));
+                }
+            }
+            if ctx != TextContext::Data {
+                checks.push(FieldCheck { pointer, context: ctx, untrusted });
             }
         }
+        let request = match templates.tree(template::Mode::Request, &call_ptr, &body) {
+            Ok(t) => t,
+            Err(_) => continue, // reported by check_template
+        };
+        let when = when.and_then(|w| template::compile_expr(&w).ok().map(|e| (w, e)));
         // A step conditioned on a backend being enabled (`when: prometheus`) does not make the
         // tool require it; a step conditioned only on inputs still needs its backend.
-        let conditional_on_backend = when.as_deref().is_some_and(|w| w.contains("backends"));
+        let conditional_on_backend = when.as_ref().is_some_and(|(w, _)| w.contains("backends"));
         if !step.optional && !conditional_on_backend && !requires.contains(&backend) {
             requires.push(backend.clone());
         }
@@ -429,7 +441,10 @@ fn compile_procedure(
             select_one: step.select_one,
             deps,
             backend,
-            request: call_json.clone(),
+            call: step.call.clone(),
+            request,
+            effect,
+            checks,
         });
     }
     check_cycles(src, &steps, diags);
@@ -545,6 +560,13 @@ fn compile_procedure(
             return None;
         }
     };
+    let (fields, text, error, content) = match compile_output(p.output, &mut templates) {
+        Ok(o) => o,
+        Err(e) => {
+            diags.push(src.diag("/spec/output", format!("output does not compile: {e}"), None));
+            return None;
+        }
+    };
     Some(Procedure {
         file: src.file.clone(),
         inputs: p.inputs.clone(),
@@ -552,9 +574,62 @@ fn compile_procedure(
         input_validator,
         steps,
         output: p.output.clone(),
+        fields,
+        text,
+        error,
+        content,
+        templates,
         output_schema,
         requires,
     })
+}
+
+type CompiledOutput = (Vec<Field>, Option<String>, Option<String>, Vec<template::Tree>);
+
+/// Compile the output's expressions and templates once (they were checked already).
+fn compile_output(
+    output: &OutputSpec,
+    templates: &mut template::Templates,
+) -> Result<CompiledOutput, minijinja::Error> {
+    use super::model::FieldSpec;
+    let mut fields = Vec::new();
+    for (name, spec) in &output.structured {
+        let value = match spec {
+            FieldSpec::Each(e) => FieldValue::Each {
+                each: template::compile_shaping_expr(&e.each)?,
+                as_name: e.as_name.clone(),
+                filter: e.where_.as_deref().map(template::compile_shaping_expr).transpose()?,
+                fields: e
+                    .fields
+                    .iter()
+                    .map(|(k, x)| Ok((k.clone(), template::compile_shaping_expr(x)?)))
+                    .collect::<Result<_, minijinja::Error>>()?,
+            },
+            other => FieldValue::Expr(template::compile_shaping_expr(other.expr())?),
+        };
+        fields.push(Field { name: name.clone(), value });
+    }
+    let mut named = |ptr: &str, source: &Option<String>| -> Result<Option<String>, minijinja::Error> {
+        match source {
+            Some(t) => {
+                templates.add(template::Mode::Shaping, ptr, t)?;
+                Ok(Some(ptr.to_string()))
+            }
+            None => Ok(None),
+        }
+    };
+    let text = named("/spec/output/text", &output.text)?;
+    let error = named("/spec/output/error", &output.error)?;
+    let content = output
+        .content
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let tree = serde_json::to_value(c).expect("serializes");
+            templates.tree(template::Mode::Shaping, &format!("/spec/output/content/{i}"), &tree)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((fields, text, error, content))
 }
 
 fn unknown_backend_hint(name: &str, backends: &IndexMap<String, BackendBinding>, ty: Option<&str>) -> String {
@@ -693,8 +768,10 @@ fn check_cycles(src: &Source, steps: &[Step], diags: &mut Vec<Diagnostic>) {
     }
 }
 
-fn hints(a: &super::model::AnnotationsSpec) -> Hints {
-    let read_only = a.read_only.unwrap_or(!a.destructive);
+/// MCP hints from the annotations and what the steps do: a tool with a writing step is never
+/// advertised read-only.
+fn hints(a: &super::model::AnnotationsSpec, effect: Effect) -> Hints {
+    let read_only = a.read_only.unwrap_or(!a.destructive) && effect != Effect::Write;
     Hints {
         read_only,
         destructive: a.destructive,
@@ -721,12 +798,20 @@ fn compile_tool(
         backends,
         diags,
     )?;
+    if spec.annotations.read_only == Some(true) && proc.effect() == Effect::Write {
+        diags.push(t.src.diag_in_value(
+            "/spec/annotations/readOnly",
+            "the tool is annotated readOnly but a step writes",
+            Some("remove `readOnly: true` (a tool with a writing step is never advertised read-only)".into()),
+        ));
+        return None;
+    }
     Some(Tool {
         name: t.doc.metadata.name.clone(),
         title: spec.title.clone(),
         description: spec.description.clone(),
         labels: t.doc.metadata.labels.clone(),
-        hints: hints(&spec.annotations),
+        hints: hints(&spec.annotations, proc.effect()),
         proc,
     })
 }

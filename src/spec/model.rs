@@ -10,6 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::backends::BackendSpec;
+use crate::backends::CallSpec;
+
 /// The only apiVersion understood today.
 pub const API_VERSION: &str = "cluster-health-mcp/v1";
 
@@ -172,14 +175,13 @@ pub struct InputSpec {
     pub max_items: Option<u64>,
 }
 
-/// One step: a single backend call. Exactly one of `http`, `kubernetes`, `prometheus`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// One step: a single backend call, named by its key (`kubernetes: {...}`, `prometheus:
+/// {...}`, `http: {...}`), plus how the engine runs it.
+#[derive(Debug, Clone)]
 pub struct StepSpec {
     /// What the step fetches (documentation only).
     pub description: Option<String>,
     /// A failure of this step degrades its section instead of failing the call.
-    #[serde(default)]
     pub optional: bool,
     /// Run the step only when this holds: a backend name (`prometheus`: run when that
     /// backend is enabled in the mode) or a minijinja expression over the inputs and
@@ -191,177 +193,125 @@ pub struct StepSpec {
     /// matches (or the single match with `selectOne`).
     pub select: Option<String>,
     /// With `select`: keep only the first match (null when none).
-    #[serde(default)]
     pub select_one: bool,
-    /// A generic JSON-over-HTTP call.
-    pub http: Option<HttpCallSpec>,
-    /// A Kubernetes API call.
-    pub kubernetes: Option<KubernetesCallSpec>,
-    /// A Prometheus HTTP API call.
-    pub prometheus: Option<PrometheusCallSpec>,
+    /// The backend call.
+    pub call: CallSpec,
 }
 
-/// HTTP method.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
-    #[default]
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-/// A JSON-over-HTTP request. Strings are minijinja templates.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// The fields of a step other than its call (serde and schema helper).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpCallSpec {
-    /// Name of the http Backend binding to call.
-    pub backend: String,
-    /// HTTP method.
-    #[serde(default)]
-    pub method: HttpMethod,
-    /// Path appended to the backend's base URL. Values spliced in must go through
-    /// `urlencode` or `path_segment`.
-    pub path: String,
-    /// Query parameters (values are data: URL-encoded automatically; empty values are
-    /// dropped).
-    #[serde(default)]
-    pub query: IndexMap<String, Value>,
-    /// Extra request headers.
-    #[serde(default)]
-    pub headers: IndexMap<String, String>,
-    /// JSON body; string leaves are templates, a leaf that is one `{{ expr }}` keeps the
-    /// expression's JSON type.
-    pub body: Option<Value>,
+struct StepOptionsSpec {
+    /// What the step fetches (documentation only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// A failure of this step degrades its section instead of failing the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    optional: bool,
+    /// Run the step only when this holds: a backend name (`prometheus`: run when that
+    /// backend is enabled in the mode) or a minijinja expression over the inputs and
+    /// `backends` (a map of enabled backend names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    when: Option<String>,
+    /// Per-step timeout (e.g. `5s`, `500ms`); defaults to the backend's timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<String>,
+    /// JSONPath (RFC 9535) applied to the response; the step's value becomes the list of
+    /// matches (or the single match with `selectOne`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    /// With `select`: keep only the first match (null when none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    select_one: bool,
 }
 
-/// Kubernetes API verbs.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum KubernetesVerb {
-    Get,
-    List,
-    Logs,
-    Events,
-    Delete,
-    Patch,
-    Scale,
-    RolloutRestart,
-}
+const STEP_OPTIONS: &[&str] = &["description", "optional", "when", "timeout", "select", "selectOne"];
 
-impl KubernetesVerb {
-    /// Verbs that change the cluster: only tools annotated destructive may use them.
-    pub fn is_write(self) -> bool {
-        matches!(self, Self::Delete | Self::Patch | Self::Scale | Self::RolloutRestart)
+impl<'de> Deserialize<'de> for StepSpec {
+    /// The step's own options, then exactly one remaining key: the call, deserialized as the
+    /// externally tagged [`CallSpec`] (serde names the known kinds for an unknown key).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let mut options = serde_json::Map::new();
+        for key in STEP_OPTIONS {
+            if let Some(v) = map.remove(*key) {
+                options.insert((*key).to_string(), v);
+            }
+        }
+        let options: StepOptionsSpec = serde_json::from_value(Value::Object(options)).map_err(D::Error::custom)?;
+        if map.len() != 1 {
+            let found: Vec<&String> = map.keys().collect();
+            return Err(D::Error::custom(format!(
+                "a step makes exactly one backend call (one of {}); found {}",
+                crate::backends::KIND_NAMES.join(", "),
+                if found.is_empty() { "none".to_string() } else { format!("{found:?}") }
+            )));
+        }
+        let call: CallSpec = serde_json::from_value(Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(StepSpec {
+            description: options.description,
+            optional: options.optional,
+            when: options.when,
+            timeout: options.timeout,
+            select: options.select,
+            select_one: options.select_one,
+            call,
+        })
     }
 }
 
-/// apiVersion and kind of a Kubernetes resource.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ResourceRefSpec {
-    /// e.g. `v1`, `apps/v1`, `config.openshift.io/v1`.
-    pub api_version: String,
-    /// e.g. `Pod`, `Deployment`, `ClusterOperator`.
-    pub kind: String,
+impl Serialize for StepSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let options = StepOptionsSpec {
+            description: self.description.clone(),
+            optional: self.optional,
+            when: self.when.clone(),
+            timeout: self.timeout.clone(),
+            select: self.select.clone(),
+            select_one: self.select_one,
+        };
+        let mut v = serde_json::to_value(options).map_err(serde::ser::Error::custom)?;
+        if let (Value::Object(m), Value::Object(call)) =
+            (&mut v, serde_json::to_value(&self.call).map_err(serde::ser::Error::custom)?)
+        {
+            m.extend(call);
+        }
+        v.serialize(s)
+    }
 }
 
-/// A Kubernetes API call. Strings are minijinja templates.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KubernetesCallSpec {
-    /// Kubernetes Backend binding (default `kubernetes`).
-    #[serde(default = "default_kubernetes")]
-    pub backend: String,
-    /// What to do.
-    pub verb: KubernetesVerb,
-    /// The resource type; a template may choose it from inputs.
-    pub resource: Option<Value>,
-    /// Namespace (empty: all namespaces for list, cluster-scoped otherwise).
-    pub namespace: Option<String>,
-    /// Object name.
-    pub name: Option<String>,
-    /// Label selector; spliced values must go through `selector_value`.
-    pub label_selector: Option<String>,
-    /// Field selector; spliced values must go through `selector_value`.
-    pub field_selector: Option<String>,
-    /// Page size.
-    pub limit: Option<Value>,
-    /// Continue token from a previous page.
-    #[serde(rename = "continue")]
-    pub continue_token: Option<String>,
-    /// Logs: container name.
-    pub container: Option<String>,
-    /// Logs: number of lines from the end.
-    pub tail_lines: Option<Value>,
-    /// Logs: only lines newer than this many seconds.
-    pub since_seconds: Option<Value>,
-    /// Logs: the previous (crashed) container instance.
-    pub previous: Option<Value>,
-    /// Patch body (merge patch unless `patchType` says otherwise).
-    pub patch: Option<Value>,
-    /// Patch type: merge, strategic or json.
-    pub patch_type: Option<String>,
-    /// Scale: desired replicas.
-    pub replicas: Option<Value>,
-    /// Logs: keep only lines matching this regular expression.
-    pub grep: Option<String>,
-    /// Logs: prefix each line with its timestamp.
-    pub timestamps: Option<Value>,
-}
+impl JsonSchema for StepSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StepSpec".into()
+    }
 
-fn default_kubernetes() -> String {
-    "kubernetes".into()
-}
-
-fn default_prometheus() -> String {
-    "prometheus".into()
-}
-
-/// Prometheus HTTP API endpoints.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrometheusEndpoint {
-    #[default]
-    Query,
-    QueryRange,
-    Series,
-    Labels,
-    LabelValues,
-    Metadata,
-    Alerts,
-    Rules,
-    Targets,
-}
-
-/// A Prometheus HTTP API call. Strings are minijinja templates.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PrometheusCallSpec {
-    /// Prometheus Backend binding (default `prometheus`).
-    #[serde(default = "default_prometheus")]
-    pub backend: String,
-    /// Which API endpoint.
-    #[serde(default)]
-    pub endpoint: PrometheusEndpoint,
-    /// PromQL; spliced values must go through `promql_string`, `promql_regex` or
-    /// `promql_duration`.
-    pub query: Option<String>,
-    /// Range start: RFC 3339, unix seconds, `now` or relative (`-1h`).
-    pub start: Option<String>,
-    /// Range end (default `now`).
-    pub end: Option<String>,
-    /// Range step; computed from the point budget when absent.
-    pub step: Option<String>,
-    /// Series matchers / label name for label-values.
-    pub label: Option<String>,
-    /// Range queries: return raw points instead of per-series summaries.
-    pub raw: Option<Value>,
-    /// Apply the backend's guardrails to `query` (for tools that accept raw PromQL).
-    #[serde(default)]
-    pub guarded: bool,
+    /// The options' properties plus one property per backend kind, exactly one of which is
+    /// required.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = StepOptionsSpec::json_schema(generator);
+        let calls = CallSpec::json_schema(generator);
+        let obj = schema.ensure_object();
+        obj.insert(
+            "description".into(),
+            "One step: a single backend call, named by its key, plus how the engine runs it.".into(),
+        );
+        let mut one_of = Vec::new();
+        if let Some(Value::Array(variants)) = calls.as_value().get("oneOf") {
+            for variant in variants {
+                if let Some(Value::Object(props)) = variant.get("properties") {
+                    for (k, v) in props {
+                        if let Some(Value::Object(p)) = obj.get_mut("properties") {
+                            p.insert(k.clone(), v.clone());
+                        }
+                        one_of.push(serde_json::json!({"required": [k]}));
+                    }
+                }
+            }
+        }
+        obj.insert("oneOf".into(), Value::Array(one_of));
+        schema
+    }
 }
 
 /// Output shaping.
@@ -578,224 +528,6 @@ pub struct PromptMessageSpec {
     pub text: Option<String>,
     /// A non-text content block (image, audio, embedded resource).
     pub content: Option<ContentSpec>,
-}
-
-/// A secret value: read from a file or an environment variable after parsing, never
-/// substituted into YAML and never printed.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub enum SecretRef {
-    /// Path of a file whose (trimmed) contents are the secret.
-    File(String),
-    /// Name of an environment variable holding the secret.
-    Env(String),
-}
-
-/// Authentication for an HTTP-based backend.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub enum AuthSpec {
-    /// `Authorization: Bearer <token>`.
-    Bearer(SecretRef),
-    /// HTTP basic auth.
-    Basic(BasicAuthSpec),
-}
-
-/// HTTP basic credentials.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BasicAuthSpec {
-    /// User name.
-    pub username: String,
-    /// Password.
-    pub password: SecretRef,
-}
-
-/// A header value: plain text or a secret reference.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum HeaderValueSpec {
-    /// A literal value.
-    Plain(String),
-    /// A secret.
-    Secret(SecretRef),
-}
-
-/// TLS settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsSpec {
-    /// PEM CA bundle to trust (e.g. the service CA on OpenShift).
-    pub ca_file: Option<String>,
-    /// Skip certificate verification (testing only).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// Body of a Backend: a closed set of backend types.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum BackendSpec {
-    /// Generic JSON over HTTP (coordination engine, KServe, custom ML services).
-    Http(HttpBackendSpec),
-    /// The Kubernetes API (or an offline snapshot).
-    Kubernetes(KubernetesBackendSpec),
-    /// The Prometheus (or Thanos querier) HTTP API.
-    Prometheus(PrometheusBackendSpec),
-}
-
-impl BackendSpec {
-    /// The type name (`http`, `kubernetes`, `prometheus`).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            BackendSpec::Http(_) => "http",
-            BackendSpec::Kubernetes(_) => "kubernetes",
-            BackendSpec::Prometheus(_) => "prometheus",
-        }
-    }
-}
-
-/// An http backend binding.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpBackendSpec {
-    /// Base URL; step paths are appended.
-    pub base_url: String,
-    /// Description (documentation only).
-    pub description: Option<String>,
-    /// Default timeout per request (e.g. `10s`).
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-    /// Authentication.
-    pub auth: Option<AuthSpec>,
-    /// Headers sent with every request.
-    #[serde(default)]
-    pub headers: IndexMap<String, HeaderValueSpec>,
-    /// TLS settings.
-    #[serde(default)]
-    pub tls: TlsSpec,
-}
-
-/// Where the kubernetes backend gets its cluster.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub enum KubernetesSourceSpec {
-    /// A kubeconfig file (default: $KUBECONFIG or ~/.kube/config) and optional context.
-    Kubeconfig(KubeconfigSpec),
-    /// The pod's service account.
-    InCluster {},
-    /// An explicit API server URL and token.
-    Server(ServerSourceSpec),
-    /// An offline snapshot: a directory of manifests or an OpenShift must-gather.
-    Snapshot(SnapshotSourceSpec),
-}
-
-/// Kubeconfig selection.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KubeconfigSpec {
-    /// Path of the kubeconfig file.
-    pub path: Option<String>,
-    /// Context to use (default: current-context).
-    pub context: Option<String>,
-}
-
-/// An explicit API server.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServerSourceSpec {
-    /// API server URL.
-    pub url: String,
-    /// Bearer token.
-    pub token: Option<SecretRef>,
-    /// TLS settings.
-    #[serde(default)]
-    pub tls: TlsSpec,
-}
-
-/// A snapshot directory.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SnapshotSourceSpec {
-    /// Directory of manifests or a must-gather.
-    pub path: String,
-}
-
-/// A kubernetes backend binding.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KubernetesBackendSpec {
-    /// Where the cluster comes from.
-    pub source: KubernetesSourceSpec,
-    /// Description (documentation only).
-    pub description: Option<String>,
-    /// Default timeout per request.
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-}
-
-/// A prometheus backend binding.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PrometheusBackendSpec {
-    /// Base URL of Prometheus or the Thanos querier.
-    pub url: String,
-    /// Description (documentation only).
-    pub description: Option<String>,
-    /// Default timeout per request.
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-    /// Authentication (on OpenShift: bearer from the service-account token file).
-    pub auth: Option<AuthSpec>,
-    /// Headers sent with every request (e.g. X-Scope-OrgID).
-    #[serde(default)]
-    pub headers: IndexMap<String, HeaderValueSpec>,
-    /// TLS settings.
-    #[serde(default)]
-    pub tls: TlsSpec,
-    /// Maximum points per series for range queries (the step grows to fit).
-    #[serde(default = "default_max_points")]
-    pub max_points: u32,
-    /// Limits for steps marked `guarded` (raw PromQL from the model). A mode may relax them.
-    #[serde(default)]
-    pub guardrails: GuardrailsSpec,
-}
-
-/// Guardrails for raw PromQL.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct GuardrailsSpec {
-    /// Refuse matchers that match everything (`=~".*"`, `=~".+"`, `!~""`).
-    #[serde(default = "yes")]
-    pub deny_blanket_regex: bool,
-    /// Every vector selector needs at least one label matcher besides the metric name.
-    #[serde(default = "yes")]
-    pub require_label_matcher: bool,
-    /// Refuse answers with more series than this.
-    #[serde(default = "default_max_series")]
-    pub max_series: usize,
-}
-
-impl Default for GuardrailsSpec {
-    fn default() -> Self {
-        GuardrailsSpec { deny_blanket_regex: true, require_label_matcher: true, max_series: default_max_series() }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_max_series() -> usize {
-    200
-}
-
-fn default_timeout() -> String {
-    "10s".into()
-}
-
-fn default_max_points() -> u32 {
-    240
 }
 
 /// Body of a Mode.

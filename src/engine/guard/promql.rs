@@ -31,7 +31,7 @@ use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality, V
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::{Context, GuardError, SENTINEL, first_difference, quote};
-use crate::spec::model::GuardrailsSpec;
+use crate::backends::prometheus::GuardrailsSpec;
 
 /// Check that `actual` (real arguments) has the structure of `sentinel` (inert arguments).
 pub fn same_structure(actual: &str, sentinel: &str) -> Result<(), GuardError> {

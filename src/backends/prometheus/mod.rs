@@ -2,17 +2,65 @@
 //! an automatic step within a point budget, per-series summaries of range results, clear
 //! errors that quote the failing query, and guardrails for raw PromQL from the model.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use regex::Regex;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::http::{build_client, build_headers, describe_headers, error_chain};
-use super::{Error, text_field};
-use crate::engine::quantity::parse_duration;
-use crate::spec::model::{GuardrailsSpec, PrometheusBackendSpec};
+use super::{Effect, Error, ErrorKind, Kind, TextContext};
+use crate::units::parse_duration;
+
+pub mod spec;
+pub use spec::{GuardrailsSpec, PrometheusBackendSpec, PrometheusCallSpec, PrometheusEndpoint, PrometheusRequest};
+
+/// The kind: the Prometheus / Thanos querier HTTP API.
+pub struct Prometheus;
+
+impl Kind for Prometheus {
+    const NAME: &'static str = "prometheus";
+    type Binding = PrometheusBackendSpec;
+    type Call = PrometheusCallSpec;
+    type Request = PrometheusRequest;
+    type Client = PrometheusBackend;
+
+    fn binding(call: &PrometheusCallSpec) -> &str {
+        &call.backend
+    }
+
+    fn effect(_: &PrometheusCallSpec) -> Effect {
+        Effect::Read
+    }
+
+    fn action(call: &PrometheusCallSpec) -> (&'static str, String) {
+        ("/endpoint", format!("endpoint `{}`", call.endpoint.name()))
+    }
+
+    fn field(pointer: &str) -> Option<TextContext> {
+        Some(match pointer {
+            "/query" => TextContext::Promql,
+            "/label" => TextContext::PromqlLabelName,
+            "/start" | "/end" | "/step" | "/raw" => TextContext::Data,
+            _ => return None,
+        })
+    }
+
+    fn connect(name: &str, binding: &PrometheusBackendSpec) -> Result<PrometheusBackend, String> {
+        PrometheusBackend::new(name, binding)
+    }
+
+    async fn call(
+        client: &PrometheusBackend,
+        request: PrometheusRequest,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Error> {
+        client.call(&request, timeout).await
+    }
+
+    fn describe(client: &PrometheusBackend, request: &PrometheusRequest) -> Value {
+        client.describe(request)
+    }
+}
 
 /// An API call: path, query parameters, and whether raw points were asked for.
 type Plan = (String, Vec<(String, String)>, bool);
@@ -47,88 +95,8 @@ pub fn parse_time(s: &str, now: f64) -> Result<f64, String> {
         .map_err(|_| format!("bad time `{s}`: use now, -1h, unix seconds or RFC 3339"))
 }
 
-static BLANKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"=~\s*"\.[*+]"|!~\s*"""#).expect("regex"));
-/// A vector selector: optional metric name followed by `{...}`, or a bare metric name.
-static SELECTOR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{([^}]*)\}|([a-zA-Z_:][a-zA-Z0-9_:]*)"#).expect("regex")
-});
-
-/// PromQL words that are not metric names.
-const KEYWORDS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "count",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "group",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "bool",
-    "inf",
-    "nan",
-    "e",
-];
-
-/// Check raw PromQL against guardrails; the error says how to fix the query.
-pub fn check_guardrails(query: &str, g: &GuardrailsSpec) -> Result<(), String> {
-    // Strings hide their content from the selector scan.
-    let unquoted = Regex::new(r#""(?:[^"\\]|\\.)*""#).expect("regex").replace_all(query, "\"\"");
-    if g.deny_blanket_regex && BLANKET.is_match(query) {
-        return Err("the query uses a matcher that matches everything (=~\".*\"); match specific values instead".into());
-    }
-    if g.require_label_matcher {
-        for c in SELECTOR.captures_iter(&unquoted) {
-            let end = c.get(0).map(|m| m.end()).unwrap_or(0);
-            let followed_by_paren = unquoted[end..].trim_start().starts_with('(');
-            if let Some(matchers) = c.get(2) {
-                if matchers.as_str().trim().is_empty() {
-                    return Err(format!(
-                        "selector `{}` has no label matcher; add one such as {{namespace=\"...\"}}",
-                        c.get(0).map(|m| m.as_str()).unwrap_or("")
-                    ));
-                }
-            } else if let Some(name) = c.get(3) {
-                let n = name.as_str();
-                let is_duration_unit = n.chars().all(|ch| ch.is_ascii_alphabetic())
-                    && unquoted[..name.start()].ends_with(|ch: char| ch.is_ascii_digit());
-                if followed_by_paren
-                    || KEYWORDS.contains(&n)
-                    || is_duration_unit
-                    || unquoted[..name.start()].trim_end().ends_with(['(', ','])
-                        && is_label_list(&unquoted, name.start())
-                {
-                    continue;
-                }
-                return Err(format!(
-                    "metric `{n}` is selected without a label matcher; add one such as {n}{{namespace=\"...\"}}"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Is the position inside `by (...)` / `without (...)` / `on (...)` / `ignoring (...)`?
-fn is_label_list(q: &str, pos: usize) -> bool {
-    let before = &q[..pos];
-    let open = before.rfind('(').unwrap_or(0);
-    let word = before[..open].trim_end();
-    ["by", "without", "on", "ignoring", "group_left", "group_right"].iter().any(|w| word.ends_with(w))
-}
+/// Check raw PromQL against guardrails on its parsed form (see `engine::guard::promql`).
+pub use crate::engine::guard::promql::check_guardrails;
 
 impl PrometheusBackend {
     /// Set up from a spec.
@@ -147,16 +115,20 @@ impl PrometheusBackend {
     }
 
     fn invalid(&self, m: impl Into<String>) -> Error {
-        Error::InvalidRequest { backend: self.name.clone(), message: m.into() }
+        Error::new(&self.name, ErrorKind::InvalidRequest, m)
+    }
+
+    fn refused(&self, m: impl Into<String>) -> Error {
+        Error::new(&self.name, ErrorKind::Refused, m)
     }
 
     /// The API path and query parameters of a rendered request.
-    fn plan(&self, req: &Value) -> Result<Plan, Error> {
+    fn plan(&self, req: &PrometheusRequest) -> Result<Plan, Error> {
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        let endpoint = text_field(req, "endpoint").unwrap_or_else(|| "query".into());
-        let query = text_field(req, "query").unwrap_or_default();
-        let time = |k: &str, default: &str| -> Result<f64, Error> {
-            parse_time(&text_field(req, k).unwrap_or_else(|| default.to_string()), now).map_err(|e| self.invalid(e))
+        let endpoint = req.endpoint.name();
+        let query = req.query.clone().unwrap_or_default();
+        let time = |t: &Option<String>, default: &str| -> Result<f64, Error> {
+            parse_time(t.as_deref().unwrap_or(default), now).map_err(|e| self.invalid(e))
         };
         let need_query = || {
             if query.trim().is_empty() {
@@ -165,30 +137,31 @@ impl PrometheusBackend {
                 Ok(())
             }
         };
-        if req.get("guarded").and_then(Value::as_bool).unwrap_or(false) && !query.is_empty() {
-            check_guardrails(&query, &self.guardrails).map_err(|e| self.invalid(format!("{e} (query: {query})")))?;
+        if req.guarded && !query.is_empty() {
+            check_guardrails(&query, &self.guardrails)
+                .map_err(|e| self.refused(format!("{e} (query: {})", super::clip(&query, super::MAX_QUOTE))))?;
         }
-        let raw = req.get("raw").is_some_and(|r| r.as_bool().unwrap_or(false) || r.as_str() == Some("true"));
-        Ok(match endpoint.as_str() {
-            "query" => {
+        let raw = req.raw;
+        Ok(match req.endpoint {
+            PrometheusEndpoint::Query => {
                 need_query()?;
                 let mut p = vec![("query".into(), query)];
-                if let Some(t) = text_field(req, "end").filter(|t| !t.is_empty()) {
-                    p.push(("time".into(), format!("{:.3}", parse_time(&t, now).map_err(|e| self.invalid(e))?)));
+                if let Some(t) = &req.end {
+                    p.push(("time".into(), format!("{:.3}", parse_time(t, now).map_err(|e| self.invalid(e))?)));
                 }
                 ("/api/v1/query".into(), p, raw)
             }
-            "query-range" => {
+            PrometheusEndpoint::QueryRange => {
                 need_query()?;
-                let start = time("start", "-1h")?;
-                let end = time("end", "now")?;
+                let start = time(&req.start, "-1h")?;
+                let end = time(&req.end, "now")?;
                 if end <= start {
                     return Err(self.invalid("range end must be after start"));
                 }
                 let span = end - start;
                 let min_step = (span / self.max_points as f64).ceil().max(1.0);
-                let asked = match text_field(req, "step").filter(|s| !s.is_empty()) {
-                    Some(s) => parse_duration(&s).ok_or_else(|| self.invalid(format!("bad step `{s}`")))?,
+                let asked = match &req.step {
+                    Some(s) => parse_duration(s).ok_or_else(|| self.invalid(format!("bad step `{s}`")))?,
                     None => 0.0,
                 };
                 let step = asked.max(min_step);
@@ -203,28 +176,25 @@ impl PrometheusBackend {
                     raw,
                 )
             }
-            "series" => {
+            PrometheusEndpoint::Series => {
                 need_query()?;
-                let start = time("start", "-1h")?;
+                let start = time(&req.start, "-1h")?;
                 ("/api/v1/series".into(), vec![("match[]".into(), query), ("start".into(), format!("{start:.3}"))], raw)
             }
-            "labels" => ("/api/v1/labels".into(), vec![], raw),
-            "label-values" => {
-                let label = text_field(req, "label")
-                    .filter(|l| !l.is_empty())
-                    .ok_or_else(|| self.invalid("label-values needs a `label`"))?;
+            PrometheusEndpoint::Labels => ("/api/v1/labels".into(), vec![], raw),
+            PrometheusEndpoint::LabelValues => {
+                let label = req.label.clone().ok_or_else(|| self.invalid("label-values needs a `label`"))?;
                 if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(self.invalid(format!("`{label}` is not a label name")));
                 }
                 (format!("/api/v1/label/{label}/values"), vec![], raw)
             }
-            "metadata" => {
+            PrometheusEndpoint::Metadata => {
                 ("/api/v1/metadata".into(), if query.is_empty() { vec![] } else { vec![("metric".into(), query)] }, raw)
             }
-            "alerts" => ("/api/v1/alerts".into(), vec![], raw),
-            "rules" => ("/api/v1/rules".into(), vec![], raw),
-            "targets" => ("/api/v1/targets".into(), vec![("state".into(), "active".into())], raw),
-            other => return Err(self.invalid(format!("unknown endpoint `{other}`"))),
+            PrometheusEndpoint::Alerts => ("/api/v1/alerts".into(), vec![], raw),
+            PrometheusEndpoint::Rules => ("/api/v1/rules".into(), vec![], raw),
+            PrometheusEndpoint::Targets => ("/api/v1/targets".into(), vec![("state".into(), "active".into())], raw),
         })
     }
 
@@ -239,7 +209,7 @@ impl PrometheusBackend {
     }
 
     /// What `call` would send.
-    pub fn describe(&self, req: &Value) -> Value {
+    pub fn describe(&self, req: &PrometheusRequest) -> Value {
         match self.plan(req) {
             Ok((path, params, _)) => {
                 json!({"method": "GET", "url": self.url(&path, &params).to_string(), "headers": describe_headers(&self.headers)})
@@ -249,7 +219,7 @@ impl PrometheusBackend {
     }
 
     /// Query and return `data`, with vectors and matrices made readable.
-    pub async fn call(&self, req: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
+    pub async fn call(&self, req: &PrometheusRequest, timeout: Option<Duration>) -> Result<Value, Error> {
         let (path, params, raw) = self.plan(req)?;
         let query =
             params.iter().find(|(k, _)| k == "query" || k == "match[]").map(|(_, v)| v.clone()).unwrap_or_default();
@@ -258,28 +228,41 @@ impl PrometheusBackend {
         let at = self.url(&path, &[]);
         let target = if query.is_empty() { format!("GET {at}") } else { format!("GET {at} `{query}`") };
         let timeout = timeout.unwrap_or(self.timeout);
-        let resp = self.client.get(url).headers(self.headers.clone()).timeout(timeout).send().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout { backend: self.name.clone(), after: timeout, target: target.clone() }
-            } else {
-                Error::Transport { backend: self.name.clone(), target: target.clone(), message: error_chain(&e) }
-            }
-        })?;
+        let resp =
+            self.client.get(url.clone()).headers(self.headers.clone()).timeout(timeout).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    Error::new(&self.name, ErrorKind::Timeout, format!("no answer within {timeout:?}")).at(&target)
+                } else {
+                    Error::new(
+                        &self.name,
+                        ErrorKind::Unreachable,
+                        format!(
+                            "could not be reached at {}: {}; check that Prometheus runs and the backend's URL is right",
+                            self.base,
+                            error_chain(&e)
+                        ),
+                    )
+                    .at(&target)
+                }
+            })?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| Error::Decode {
-            backend: self.name.clone(),
-            target: target.clone(),
-            message: e.to_string(),
+        let body: Value = resp.json().await.map_err(|e| {
+            Error::new(
+                &self.name,
+                if status.is_success() { ErrorKind::Upstream } else { ErrorKind::of_status(status.as_u16()) },
+                format!("answered HTTP {} with an unreadable body: {e}", status.as_u16()),
+            )
+            .at(&target)
         })?;
         if body.get("status").and_then(Value::as_str) != Some("success") {
             let kind = body.get("errorType").and_then(Value::as_str).unwrap_or("error");
             let msg = body.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-            return Err(Error::Status {
-                backend: self.name.clone(),
-                status: status.as_u16(),
-                target,
-                body: format!("{kind}: {msg}"),
-            });
+            let error_kind = match kind {
+                "bad_data" => ErrorKind::InvalidRequest,
+                "timeout" | "canceled" => ErrorKind::Timeout,
+                _ => ErrorKind::of_status(status.as_u16()),
+            };
+            return Err(Error::new(&self.name, error_kind, format!("{kind}: {msg}")).at(&target));
         }
         let data = body.get("data").cloned().unwrap_or(Value::Null);
         let mut shaped = shape(data, raw);
@@ -287,13 +270,14 @@ impl PrometheusBackend {
         if let (Some((_, step)), Value::Object(m)) = (params.iter().find(|(k, _)| k == "step"), &mut shaped) {
             m.insert("stepSeconds".into(), json!(step.parse::<f64>().unwrap_or(0.0)));
         }
-        if req.get("guarded").and_then(Value::as_bool).unwrap_or(false)
+        if req.guarded
             && let Some(n) = shaped.get("result").and_then(Value::as_array).map(Vec::len)
             && n > self.guardrails.max_series
         {
-            return Err(self.invalid(format!(
-                "the query returned {n} series, more than the cap of {}; aggregate (sum by ...) or add label matchers (query: {query})",
-                self.guardrails.max_series
+            return Err(self.refused(format!(
+                "the query returned {n} series, more than the cap of {}; aggregate (sum by ...) or add label matchers (query: {})",
+                self.guardrails.max_series,
+                super::clip(&query, super::MAX_QUOTE)
             )));
         }
         Ok(shaped)
@@ -367,21 +351,6 @@ mod tests {
         assert_eq!(parse_time("1700000000", 0.0).unwrap(), 1_700_000_000.0);
         assert_eq!(parse_time("2023-11-14T22:13:20Z", 0.0).unwrap(), 1_700_000_000.0);
         assert!(parse_time("yesterday", 0.0).is_err());
-    }
-
-    #[test]
-    fn guardrails_refuse_blanket_regex_and_bare_metrics() {
-        let g = GuardrailsSpec::default();
-        assert!(check_guardrails(r#"up{job=~".*"}"#, &g).is_err());
-        assert!(check_guardrails("up", &g).is_err());
-        assert!(check_guardrails("up{}", &g).is_err());
-        assert!(
-            check_guardrails(r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="a"}[5m]))"#, &g)
-                .is_ok()
-        );
-        assert!(check_guardrails(r#"topk(5, up{job="x"})"#, &g).is_ok());
-        let relaxed = GuardrailsSpec { deny_blanket_regex: false, require_label_matcher: false, max_series: 10 };
-        assert!(check_guardrails("up", &relaxed).is_ok());
     }
 
     #[test]

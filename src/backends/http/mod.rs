@@ -1,4 +1,7 @@
-//! The `http` backend: JSON over HTTP with reqwest (coordination engine, KServe, custom ML).
+//! The `http` kind: JSON over HTTP with reqwest (an external coordination engine, KServe,
+//! custom ML services).
+
+pub mod spec;
 
 use std::time::Duration;
 
@@ -6,9 +9,60 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use super::secret::{self, REDACTED};
-use super::{Error, text_field};
-use crate::engine::quantity::parse_duration;
-use crate::spec::model::{AuthSpec, HeaderValueSpec, HttpBackendSpec};
+use super::{Effect, Error, ErrorKind, Kind, TextContext};
+use crate::units::parse_duration;
+pub use spec::{
+    AuthSpec, BasicAuthSpec, HeaderValueSpec, HttpBackendSpec, HttpCallSpec, HttpMethod, HttpRequest, TlsSpec,
+};
+
+/// The kind: generic JSON over HTTP.
+pub struct Http;
+
+impl Kind for Http {
+    const NAME: &'static str = "http";
+    type Binding = HttpBackendSpec;
+    type Call = HttpCallSpec;
+    type Request = HttpRequest;
+    type Client = HttpBackend;
+
+    fn binding(call: &HttpCallSpec) -> &str {
+        &call.backend
+    }
+
+    fn effect(call: &HttpCallSpec) -> Effect {
+        match call.method {
+            HttpMethod::Get | HttpMethod::Head => Effect::Read,
+            _ if call.side_effect_free => Effect::SideEffectFree,
+            _ => Effect::Write,
+        }
+    }
+
+    fn action(call: &HttpCallSpec) -> (&'static str, String) {
+        ("/method", format!("method `{}`", call.method.as_reqwest()))
+    }
+
+    fn field(pointer: &str) -> Option<TextContext> {
+        let top = pointer.trim_start_matches('/').split('/').next().unwrap_or("");
+        Some(match top {
+            "path" => TextContext::UrlPath,
+            "headers" => TextContext::Header,
+            "query" | "body" => TextContext::Data,
+            _ => return None,
+        })
+    }
+
+    fn connect(name: &str, binding: &HttpBackendSpec) -> Result<HttpBackend, String> {
+        HttpBackend::new(name, binding).map_err(|e| e.to_string())
+    }
+
+    async fn call(client: &HttpBackend, request: HttpRequest, timeout: Option<Duration>) -> Result<Value, Error> {
+        client.call(&request, timeout).await
+    }
+
+    fn describe(client: &HttpBackend, request: &HttpRequest) -> Value {
+        client.describe(request)
+    }
+}
 
 /// Largest response body read (bytes); larger answers are refused, not truncated.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -76,7 +130,7 @@ pub fn build_headers(
 }
 
 /// A reqwest client honouring a TLS spec.
-pub fn build_client(tls: &crate::spec::model::TlsSpec) -> Result<reqwest::Client, SetupError> {
+pub fn build_client(tls: &TlsSpec) -> Result<reqwest::Client, SetupError> {
     crate::install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -127,24 +181,32 @@ impl HttpBackend {
         })
     }
 
-    fn invalid(&self, message: impl Into<String>) -> Error {
-        Error::InvalidRequest { backend: self.name.clone(), message: message.into() }
+    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(&self.name, kind, message)
     }
 
     /// The full URL of a rendered request (path joined to the base, query appended).
-    fn url(&self, request: &Value) -> Result<reqwest::Url, Error> {
-        let path = text_field(request, "path").unwrap_or_default();
+    fn url(&self, request: &HttpRequest) -> Result<reqwest::Url, Error> {
+        let path = &request.path;
         if !path.starts_with('/') {
-            return Err(self.invalid(format!("path `{path}` must start with `/`")));
+            return Err(self.error(
+                ErrorKind::InvalidRequest,
+                format!("path `{}` must start with `/`", super::clip(path, super::MAX_QUOTE)),
+            ));
         }
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
-        let mut url = reqwest::Url::parse(&joined).map_err(|e| self.invalid(format!("bad URL `{joined}`: {e}")))?;
+        let mut url = reqwest::Url::parse(&joined).map_err(|e| {
+            self.error(
+                ErrorKind::InvalidRequest,
+                format!("the rendered URL `{}` is not valid: {e}", super::clip(&joined, super::MAX_QUOTE)),
+            )
+        })?;
         if url.origin() != self.base.origin() {
-            return Err(self.invalid("the rendered path leaves the backend's host"));
+            return Err(self.error(ErrorKind::Refused, "the rendered path leaves the backend's host"));
         }
-        if let Some(Value::Object(query)) = request.get("query") {
+        {
             let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
+            for (k, v) in &request.query {
                 let values: Vec<&Value> = match v {
                     Value::Array(items) => items.iter().collect(),
                     other => vec![other],
@@ -169,59 +231,61 @@ impl HttpBackend {
         Ok(url)
     }
 
-    fn method(&self, request: &Value) -> Result<reqwest::Method, Error> {
-        let m = text_field(request, "method").unwrap_or_else(|| "GET".into());
-        reqwest::Method::from_bytes(m.as_bytes()).map_err(|_| self.invalid(format!("bad method `{m}`")))
-    }
-
-    fn step_headers(&self, request: &Value) -> Result<HeaderMap, Error> {
+    fn step_headers(&self, request: &HttpRequest) -> Result<HeaderMap, Error> {
         let mut headers = self.headers.clone();
-        if let Some(Value::Object(h)) = request.get("headers") {
-            for (k, v) in h {
-                let name =
-                    HeaderName::from_bytes(k.as_bytes()).map_err(|_| self.invalid(format!("bad header name `{k}`")))?;
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                let value =
-                    HeaderValue::from_str(&text).map_err(|_| self.invalid(format!("bad value for header `{k}`")))?;
-                headers.insert(name, value);
-            }
+        for (k, v) in &request.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| self.error(ErrorKind::InvalidRequest, format!("bad header name `{k}`")))?;
+            let text = match v {
+                Value::Null => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let value = HeaderValue::from_str(&text).map_err(|_| {
+                self.error(ErrorKind::Refused, format!("the value of header `{k}` is not a single-line header value"))
+            })?;
+            headers.insert(name, value);
         }
         Ok(headers)
     }
 
     /// What `call` would send.
-    pub fn describe(&self, request: &Value) -> Value {
+    pub fn describe(&self, request: &HttpRequest) -> Value {
         let url = self.url(request).map(|u| u.to_string()).unwrap_or_else(|e| format!("<{e}>"));
         let headers = self.step_headers(request).map(|h| describe_headers(&h)).unwrap_or(Value::Null);
         let mut out = json!({
-            "method": text_field(request, "method").unwrap_or_else(|| "GET".into()),
+            "method": request.method.as_reqwest().as_str(),
             "url": url,
             "headers": headers,
         });
-        if let Some(body) = request.get("body").filter(|b| !b.is_null()) {
+        if let Some(body) = request.body.as_ref().filter(|b| !b.is_null()) {
             out["body"] = body.clone();
         }
         out
     }
 
     /// Send the request and read a JSON (or text) answer.
-    pub async fn call(&self, request: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
+    pub async fn call(&self, request: &HttpRequest, timeout: Option<Duration>) -> Result<Value, Error> {
         let url = self.url(request)?;
-        let method = self.method(request)?;
+        let method = request.method.as_reqwest();
         let target = format!("{method} {url}");
         let timeout = timeout.unwrap_or(self.timeout);
         let mut builder = self.client.request(method, url).headers(self.step_headers(request)?).timeout(timeout);
-        if let Some(body) = request.get("body").filter(|b| !b.is_null()) {
+        if let Some(body) = request.body.as_ref().filter(|b| !b.is_null()) {
             builder = builder.json(body);
         }
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
-                Error::Timeout { backend: self.name.clone(), after: timeout, target: target.clone() }
+                self.error(ErrorKind::Timeout, format!("no answer within {timeout:?}")).at(&target)
             } else {
-                Error::Transport { backend: self.name.clone(), target: target.clone(), message: error_chain(&e) }
+                self.error(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "could not be reached: {}; check that the service runs and the backend's URL is right",
+                        error_chain(&e)
+                    ),
+                )
+                .at(&target)
             }
         };
         let mut resp = builder.send().await.map_err(transport)?;
@@ -230,18 +294,20 @@ impl HttpBackend {
         while let Some(chunk) = resp.chunk().await.map_err(transport)? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_BODY {
-                return Err(Error::Decode {
-                    backend: self.name.clone(),
-                    target,
-                    message: format!("response larger than {MAX_BODY} bytes"),
-                });
+                return Err(self
+                    .error(ErrorKind::Upstream, format!("response larger than {MAX_BODY} bytes"))
+                    .at(&target));
             }
         }
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
-            let excerpt: String = text.chars().take(300).collect();
-            return Err(Error::Status { backend: self.name.clone(), status: status.as_u16(), target, body: excerpt });
+            return Err(self
+                .error(
+                    ErrorKind::of_status(status.as_u16()),
+                    format!("answered HTTP {}: {}", status.as_u16(), super::clip(&text, 300)),
+                )
+                .at(&target));
         }
         Ok(match parsed {
             Some(v) => v,

@@ -13,9 +13,73 @@ use kube::discovery::{ApiResource, Scope};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use super::{Error, text_field};
-use crate::engine::quantity::parse_duration;
-use crate::spec::model::{KubernetesBackendSpec, KubernetesSourceSpec};
+use super::{Effect, Error, ErrorKind, Kind, TextContext};
+use crate::units::parse_duration;
+
+pub mod spec;
+pub use spec::{
+    KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest, KubernetesSourceSpec, KubernetesVerb,
+    ServerSourceSpec, SnapshotSourceSpec,
+};
+
+/// The kind: the Kubernetes API through kube (or an offline snapshot).
+pub struct Kubernetes;
+
+impl Kind for Kubernetes {
+    const NAME: &'static str = "kubernetes";
+    type Binding = KubernetesBackendSpec;
+    type Call = KubernetesCallSpec;
+    type Request = KubernetesRequest;
+    type Client = KubernetesBackend;
+
+    fn binding(call: &KubernetesCallSpec) -> &str {
+        &call.backend
+    }
+
+    fn effect(call: &KubernetesCallSpec) -> Effect {
+        if call.verb.is_write() { Effect::Write } else { Effect::Read }
+    }
+
+    fn action(call: &KubernetesCallSpec) -> (&'static str, String) {
+        ("/verb", format!("verb `{}`", call.verb.name()))
+    }
+
+    fn field(pointer: &str) -> Option<TextContext> {
+        Some(match pointer {
+            "/namespace" => TextContext::Namespace,
+            "/name" => TextContext::Name,
+            "/container" => TextContext::Container,
+            "/resource/apiVersion" => TextContext::ApiVersion,
+            "/resource/kind" => TextContext::KindName,
+            "/labelSelector" => TextContext::LabelSelector,
+            "/fieldSelector" => TextContext::FieldSelector,
+            "/backend" | "/verb" => return None,
+            // Query parameters kube encodes (limit, continue, tailLines, grep...) and patch
+            // bodies (JSON).
+            _ => TextContext::Data,
+        })
+    }
+
+    fn connect(name: &str, binding: &KubernetesBackendSpec) -> Result<KubernetesBackend, String> {
+        KubernetesBackend::new(name, binding)
+    }
+
+    async fn call(
+        client: &KubernetesBackend,
+        request: KubernetesRequest,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Error> {
+        client.call(&request, timeout).await
+    }
+
+    fn describe(client: &KubernetesBackend, request: &KubernetesRequest) -> Value {
+        client.describe(request)
+    }
+
+    fn reference_time(client: &KubernetesBackend) -> Option<chrono::DateTime<chrono::Utc>> {
+        client.reference_time()
+    }
+}
 
 /// Marker that replaces every Secret value.
 pub const MASKED: &str = "<masked>";
@@ -53,7 +117,7 @@ impl KubernetesBackend {
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
-        Error::Unavailable { backend: self.name.clone(), reason: reason.into() }
+        Error::new(&self.name, ErrorKind::Unavailable, reason)
     }
 
     async fn client(&self) -> Result<kube::Client, Error> {
@@ -79,13 +143,12 @@ impl KubernetesBackend {
         // A kind the cluster lacks is the caller's problem; anything else (connection refused,
         // TLS, auth) means the cluster is unavailable.
         let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| match &e {
-            kube::Error::Discovery(_) => Error::InvalidRequest {
-                backend: self.name.clone(),
-                message: format!(
-                    "the cluster does not serve {kind} in {api_version} (is its CRD or operator installed?)"
-                ),
-            },
-            _ => self.map_error(e, kind, None),
+            kube::Error::Discovery(_) => Error::new(
+                &self.name,
+                ErrorKind::NotFound,
+                format!("the cluster does not serve {kind} in {api_version} (is its CRD or operator installed?)"),
+            ),
+            _ => self.map_error(e, kind, None, None),
         })?;
         let namespaced = caps.scope == Scope::Namespaced;
         self.discovered.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (ar.clone(), namespaced));
@@ -93,40 +156,37 @@ impl KubernetesBackend {
     }
 
     /// Perform a rendered request.
-    pub async fn call(&self, req: &Value, timeout: Option<Duration>) -> Result<Value, Error> {
+    pub async fn call(&self, req: &KubernetesRequest, timeout: Option<Duration>) -> Result<Value, Error> {
         let limit = timeout.unwrap_or(self.timeout);
-        let verb = text_field(req, "verb").unwrap_or_default();
-        let target = describe_target(req);
-        match tokio::time::timeout(limit, self.call_inner(req, &verb)).await {
+        match tokio::time::timeout(limit, self.call_inner(req)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { backend: self.name.clone(), after: limit, target }),
+            Err(_) => Err(Error::new(&self.name, ErrorKind::Timeout, format!("no answer within {limit:?}"))
+                .at(describe_target(req))),
         }
     }
 
-    async fn call_inner(&self, req: &Value, verb: &str) -> Result<Value, Error> {
+    async fn call_inner(&self, req: &KubernetesRequest) -> Result<Value, Error> {
         let client = self.client().await?;
-        let invalid = |m: String| Error::InvalidRequest { backend: self.name.clone(), message: m };
-        let resource =
-            req.get("resource").filter(|r| !r.is_null()).ok_or_else(|| invalid("`resource` is required".into()));
-        let (api_version, kind) = match (verb, resource) {
-            ("logs", _) => ("v1".to_string(), "Pod".to_string()),
-            (_, Ok(r)) => (
-                r.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string(),
-                r.get("kind")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| invalid("`resource.kind` is required".into()))?
-                    .to_string(),
-            ),
-            (_, Err(e)) => return Err(e),
+        let verb = req.verb.name();
+        let invalid = |m: String| Error::new(&self.name, ErrorKind::InvalidRequest, m);
+        let (api_version, kind) = match (req.verb, &req.resource) {
+            (KubernetesVerb::Logs, _) => ("v1".to_string(), "Pod".to_string()),
+            (_, Some(r)) => (r.api_version.clone(), r.kind.clone()),
+            (_, None) => return Err(invalid("`resource` is required".into())),
         };
         let (ar, namespaced) = self.resource(&client, &api_version, &kind).await?;
-        let ns = text_field(req, "namespace").filter(|n| !n.is_empty());
-        let name = text_field(req, "name").filter(|n| !n.is_empty());
+        let ns = req.namespace.clone();
+        let name = req.name.clone();
+        // The engine checks names before calling; this keeps the backend safe on its own.
         for (what, v) in [("namespace", &ns), ("name", &name)] {
             if let Some(v) = v
-                && (v.contains('/') || v == ".." || v.len() > 253)
+                && !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
             {
-                return Err(invalid(format!("`{v}` is not a valid {what}")));
+                return Err(Error::new(
+                    &self.name,
+                    ErrorKind::Refused,
+                    format!("`{}` is not a valid {what}", super::clip(v, super::MAX_QUOTE)),
+                ));
             }
         }
         let api: Api<DynamicObject> = match (&ns, namespaced) {
@@ -134,17 +194,17 @@ impl KubernetesBackend {
             _ => Api::all_with(client.clone(), &ar),
         };
         let need_name = || name.clone().ok_or_else(|| invalid(format!("verb `{verb}` needs a `name`")));
-        let kube_err = |e: kube::Error| self.map_error(e, &kind, name.as_deref());
-        let value = match verb {
-            "list" => {
+        let kube_err = |e: kube::Error| self.map_error(e, &kind, ns.as_deref(), name.as_deref());
+        let value = match req.verb {
+            KubernetesVerb::List => {
                 let lp = ListParams {
-                    label_selector: text_field(req, "labelSelector").filter(|s| !s.is_empty()),
-                    field_selector: text_field(req, "fieldSelector").filter(|s| !s.is_empty()),
+                    label_selector: req.label_selector.clone(),
+                    field_selector: req.field_selector.clone(),
                     limit: req
-                        .get("limit")
-                        .and_then(|l| l.as_u64().or_else(|| l.as_str().and_then(|s| s.parse().ok())))
-                        .map(|l| l as u32),
-                    continue_token: text_field(req, "continue").filter(|s| !s.is_empty()),
+                        .limit
+                        .map(|l| u32::try_from(l).map_err(|_| invalid(format!("limit {l} is out of range"))))
+                        .transpose()?,
+                    continue_token: req.continue_token.clone(),
                     ..Default::default()
                 };
                 // Read the list as plain JSON (no typed round trip): list items carry no
@@ -172,24 +232,24 @@ impl KubernetesBackend {
                 }
                 json!({"items": items, "continue": cont, "remainingItemCount": remaining})
             }
-            "get" => object_json(api.get(&need_name()?).await.map_err(kube_err)?, &ar),
-            "logs" => {
+            KubernetesVerb::Get => object_json(api.get(&need_name()?).await.map_err(kube_err)?, &ar),
+            KubernetesVerb::Logs => {
                 let pods: Api<k8s_openapi::api::core::v1::Pod> = match &ns {
                     Some(ns) => Api::namespaced(client.clone(), ns),
                     None => return Err(invalid("logs need a `namespace`".into())),
                 };
                 let lp = LogParams {
-                    container: text_field(req, "container").filter(|s| !s.is_empty()),
-                    tail_lines: req.get("tailLines").and_then(Value::as_i64),
-                    since_seconds: req.get("sinceSeconds").and_then(Value::as_i64),
-                    previous: req.get("previous").and_then(Value::as_bool).unwrap_or(false),
-                    timestamps: req.get("timestamps").and_then(Value::as_bool).unwrap_or(false),
+                    container: req.container.clone(),
+                    tail_lines: req.tail_lines,
+                    since_seconds: req.since_seconds,
+                    previous: req.previous,
+                    timestamps: req.timestamps,
                     ..Default::default()
                 };
                 let text = pods.logs(&need_name()?, &lp).await.map_err(kube_err)?;
-                logs_json(&text, text_field(req, "grep").as_deref()).map_err(invalid)?
+                logs_json(&text, req.grep.as_deref()).map_err(invalid)?
             }
-            "events" => {
+            KubernetesVerb::Events => {
                 let target = need_name()?;
                 let events: Api<DynamicObject> = {
                     let (ear, _) = self.resource(&client, "v1", "Event").await?;
@@ -203,17 +263,17 @@ impl KubernetesBackend {
                 let list = events.list(&lp).await.map_err(kube_err)?;
                 json!({"items": list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect::<Vec<_>>()})
             }
-            "delete" => {
+            KubernetesVerb::Delete => {
                 api.delete(&need_name()?, &DeleteParams::default()).await.map_err(kube_err)?;
                 json!({"deleted": {"kind": kind, "namespace": ns, "name": name}})
             }
-            "patch" => {
+            KubernetesVerb::Patch => {
                 let patch = req
-                    .get("patch")
-                    .cloned()
+                    .patch
+                    .clone()
                     .filter(|p| !p.is_null())
                     .ok_or_else(|| invalid("patch needs a `patch` body".into()))?;
-                let p = match text_field(req, "patchType").as_deref() {
+                let p = match req.patch_type.as_deref() {
                     None | Some("merge") => Patch::Merge(patch),
                     Some("strategic") => Patch::Strategic(patch),
                     Some(other) => {
@@ -222,12 +282,9 @@ impl KubernetesBackend {
                 };
                 object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
             }
-            "scale" => {
-                let replicas = req
-                    .get("replicas")
-                    .and_then(Value::as_i64)
-                    .filter(|r| *r >= 0)
-                    .ok_or_else(|| invalid("scale needs `replicas` >= 0".into()))?;
+            KubernetesVerb::Scale => {
+                let replicas =
+                    req.replicas.filter(|r| *r >= 0).ok_or_else(|| invalid("scale needs `replicas` >= 0".into()))?;
                 let s = api
                     .patch_scale(
                         &need_name()?,
@@ -238,39 +295,42 @@ impl KubernetesBackend {
                     .map_err(kube_err)?;
                 serde_json::to_value(s).unwrap_or_default()
             }
-            "rollout-restart" => {
+            KubernetesVerb::RolloutRestart => {
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 let p = Patch::Merge(
                     json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}),
                 );
                 object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
             }
-            other => return Err(invalid(format!("unknown verb `{other}`"))),
         };
         Ok(value)
     }
 
-    fn map_error(&self, e: kube::Error, kind: &str, name: Option<&str>) -> Error {
+    fn map_error(&self, e: kube::Error, kind: &str, ns: Option<&str>, name: Option<&str>) -> Error {
+        let object = match (ns, name) {
+            (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
+            (None, Some(n)) => format!("{kind} {n}"),
+            (Some(ns), None) => format!("{kind} in {ns}"),
+            (None, None) => kind.to_string(),
+        };
         match &e {
-            kube::Error::Api(s) if s.code == 404 => Error::Status {
-                backend: self.name.clone(),
-                status: 404,
-                target: format!("{kind} {}", name.unwrap_or("")),
-                body: format!("{} (check the name and namespace, or list first)", s.message),
-            },
-            kube::Error::Api(s) => Error::Status {
-                backend: self.name.clone(),
-                status: s.code,
-                target: kind.to_string(),
-                body: s.message.clone(),
-            },
+            kube::Error::Api(s) => {
+                let error_kind = ErrorKind::of_status(s.code);
+                let hint = match error_kind {
+                    ErrorKind::NotFound => " (check the name and namespace, or list first)",
+                    ErrorKind::Forbidden => " (the server's service account lacks this permission)",
+                    _ => "",
+                };
+                Error::new(&self.name, error_kind, format!("HTTP {}: {}{hint}", s.code, s.message)).at(object)
+            }
             _ => {
                 let at = self.client.get().and_then(|r| r.as_ref().ok()).map(|(_, url)| url.as_str()).unwrap_or("");
-                Error::Transport {
-                    backend: self.name.clone(),
-                    target: format!("{kind} at {at}"),
-                    message: kube_message(&e),
-                }
+                Error::new(
+                    &self.name,
+                    ErrorKind::Unreachable,
+                    format!("could not be reached at {at} ({}): {}", source_label(&self.source), kube_message(&e)),
+                )
+                .at(object)
             }
         }
     }
@@ -283,8 +343,8 @@ impl KubernetesBackend {
     }
 
     /// What a request would do (for `render`).
-    pub fn describe(&self, req: &Value) -> Value {
-        json!({"kubernetes": req, "source": source_label(&self.source)})
+    pub fn describe(&self, req: &KubernetesRequest) -> Value {
+        json!({"kubernetes": describe_request(req), "source": source_label(&self.source)})
     }
 }
 
@@ -301,11 +361,54 @@ fn source_label(s: &KubernetesSourceSpec) -> String {
     }
 }
 
-fn describe_target(req: &Value) -> String {
-    let kind = req.pointer("/resource/kind").and_then(Value::as_str).unwrap_or("Pod");
-    let ns = text_field(req, "namespace").unwrap_or_default();
-    let name = text_field(req, "name").unwrap_or_default();
-    format!("{} {kind} {ns}/{name}", text_field(req, "verb").unwrap_or_default())
+fn describe_target(req: &KubernetesRequest) -> String {
+    let kind = req.resource.as_ref().map(|r| r.kind.as_str()).unwrap_or("Pod");
+    let ns = req.namespace.as_deref().unwrap_or_default();
+    let name = req.name.as_deref().unwrap_or_default();
+    format!("{} {kind} {ns}/{name}", req.verb.name())
+}
+
+/// A rendered request as the JSON `render` shows (absent fields left out).
+fn describe_request(req: &KubernetesRequest) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("verb".into(), json!(req.verb.name()));
+    if let Some(r) = &req.resource {
+        out.insert("resource".into(), json!({"apiVersion": r.api_version, "kind": r.kind}));
+    }
+    let texts = [
+        ("namespace", &req.namespace),
+        ("name", &req.name),
+        ("labelSelector", &req.label_selector),
+        ("fieldSelector", &req.field_selector),
+        ("continue", &req.continue_token),
+        ("container", &req.container),
+        ("patchType", &req.patch_type),
+        ("grep", &req.grep),
+    ];
+    for (k, v) in texts {
+        if let Some(v) = v {
+            out.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in [
+        ("limit", req.limit),
+        ("tailLines", req.tail_lines),
+        ("sinceSeconds", req.since_seconds),
+        ("replicas", req.replicas),
+    ] {
+        if let Some(v) = v {
+            out.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in [("previous", req.previous), ("timestamps", req.timestamps)] {
+        if v {
+            out.insert(k.into(), json!(true));
+        }
+    }
+    if let Some(p) = &req.patch {
+        out.insert("patch".into(), p.clone());
+    }
+    Value::Object(out)
 }
 
 fn kube_message(e: &kube::Error) -> String {

@@ -1,0 +1,221 @@
+//! The `kubernetes` kind's specs: the binding (where the cluster comes from), the step call,
+//! and the typed request a call renders to.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::backends::http::spec::{TlsSpec, default_timeout};
+use crate::backends::lenient;
+use crate::backends::secret::SecretRef;
+
+/// A kubernetes backend binding.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesBackendSpec {
+    /// Where the cluster comes from.
+    pub source: KubernetesSourceSpec,
+    /// Description (documentation only).
+    pub description: Option<String>,
+    /// Default timeout per request.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+/// Where the kubernetes backend gets its cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum KubernetesSourceSpec {
+    /// A kubeconfig file (default: $KUBECONFIG or ~/.kube/config) and optional context.
+    Kubeconfig(KubeconfigSpec),
+    /// The pod's service account.
+    InCluster {},
+    /// An explicit API server URL and token.
+    Server(ServerSourceSpec),
+    /// An offline snapshot: a directory of manifests or an OpenShift must-gather.
+    Snapshot(SnapshotSourceSpec),
+}
+
+/// Kubeconfig selection.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubeconfigSpec {
+    /// Path of the kubeconfig file.
+    pub path: Option<String>,
+    /// Context to use (default: current-context).
+    pub context: Option<String>,
+}
+
+/// An explicit API server.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerSourceSpec {
+    /// API server URL.
+    pub url: String,
+    /// Bearer token.
+    pub token: Option<SecretRef>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: TlsSpec,
+}
+
+/// A snapshot directory.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SnapshotSourceSpec {
+    /// Directory of manifests or a must-gather.
+    pub path: String,
+}
+
+/// Kubernetes API verbs.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubernetesVerb {
+    Get,
+    List,
+    Logs,
+    Events,
+    Delete,
+    Patch,
+    Scale,
+    RolloutRestart,
+}
+
+impl KubernetesVerb {
+    /// Verbs that change the cluster: only tools annotated destructive may use them.
+    pub fn is_write(self) -> bool {
+        matches!(self, Self::Delete | Self::Patch | Self::Scale | Self::RolloutRestart)
+    }
+
+    /// The verb's name in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Logs => "logs",
+            Self::Events => "events",
+            Self::Delete => "delete",
+            Self::Patch => "patch",
+            Self::Scale => "scale",
+            Self::RolloutRestart => "rollout-restart",
+        }
+    }
+}
+
+/// A Kubernetes API call. Strings are minijinja templates.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesCallSpec {
+    /// Kubernetes Backend binding (default `kubernetes`).
+    #[serde(default = "default_kubernetes")]
+    pub backend: String,
+    /// What to do.
+    pub verb: KubernetesVerb,
+    /// The resource type (`{apiVersion, kind}`); templates may choose it from inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Value>,
+    /// Namespace (empty: all namespaces for list, cluster-scoped otherwise). Must render to an
+    /// RFC 1123 label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Object name. Must render to an RFC 1123 subdomain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Label selector; spliced values must go through `selector_value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// Field selector; spliced values must go through `selector_value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_selector: Option<String>,
+    /// Page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Value>,
+    /// Continue token from a previous page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+    /// Logs: container name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Logs: number of lines from the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tail_lines: Option<Value>,
+    /// Logs: only lines newer than this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_seconds: Option<Value>,
+    /// Logs: the previous (crashed) container instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Value>,
+    /// Patch body (merge patch unless `patchType` says otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Value>,
+    /// Patch type: merge or strategic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+    /// Scale: desired replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Value>,
+    /// Logs: keep only lines matching this regular expression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grep: Option<String>,
+    /// Logs: prefix each line with its timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Value>,
+}
+
+fn default_kubernetes() -> String {
+    "kubernetes".into()
+}
+
+/// The resource type of a rendered request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRef {
+    /// e.g. `v1`, `apps/v1`.
+    #[serde(default = "v1")]
+    pub api_version: String,
+    /// e.g. `Pod`.
+    pub kind: String,
+}
+
+fn v1() -> String {
+    "v1".into()
+}
+
+/// A rendered Kubernetes call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesRequest {
+    pub verb: KubernetesVerb,
+    #[serde(default)]
+    pub resource: Option<ResourceRef>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub label_selector: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub field_selector: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub limit: Option<i64>,
+    #[serde(default, rename = "continue", deserialize_with = "lenient::text")]
+    pub continue_token: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub container: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub tail_lines: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub since_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::flag")]
+    pub previous: bool,
+    #[serde(default)]
+    pub patch: Option<Value>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub patch_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub replicas: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub grep: Option<String>,
+    #[serde(default, deserialize_with = "lenient::flag")]
+    pub timestamps: bool,
+}
