@@ -19,16 +19,13 @@
 //!   raw PromQL written by the model (label matchers required, blanket matchers refused);
 //! - [`selector::same_structure`]`(SelectorKind, actual, sentinel)`;
 //! - [`path::same_segments`]`(actual, sentinel)`;
-//! - [`names::k8s_name`]`(value, NameKind)` and [`names::header_value`]`(value)`;
-//! - for the executor, all of it at once: [`request::sentinel_args`] (the inert arguments),
-//!   [`request::sentinel_value`] (inert step results) and [`request::check_request`]`(kind,
-//!   actual, sentinel)`, which checks every text field of a rendered request in the context
-//!   the static lint gives it and names the field it refuses.
+//! - [`names::k8s_name`]`(value, NameKind)` and [`names::header_value`]`(value)`.
+//!
+//! The executor applies them to every rendered request in `engine::checks`.
 
 pub mod names;
 pub mod path;
 pub mod promql;
-pub mod request;
 pub mod selector;
 
 use std::fmt;
