@@ -94,3 +94,34 @@ fn the_shipped_catalogue_and_every_spec_fixture_still_validate() {
         });
     }
 }
+
+#[test]
+fn output_templates_keep_the_full_template_language() {
+    // Only request fields are restricted: the output may loop, set, define macros and read
+    // step results freely (it is text for the model, not a request).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tool.yaml"),
+        r#"apiVersion: cluster-health-mcp/v1
+kind: Tool
+metadata: {name: output-language}
+spec:
+  description: Output templates use loops, set, macros and namespace().
+  input:
+    job: {type: string, default: ""}
+  steps:
+    up:
+      prometheus: {query: 'up{job={{ job | promql_string }}}'}
+  output:
+    structured:
+      series: up.result
+    text: |
+      {% set ns = namespace(n=0) %}{% macro row(s, sep=', ') %}{{ s.metric.instance }}{{ sep }}{% endmacro %}
+      {%- for s in series %}{% set ns.n = ns.n + 1 %}{{ row(s) }}{{ loop.nextitem.metric.job if loop.nextitem }}{% endfor %}
+      {{ ns.n }} series for {{ job }}
+"#,
+    )
+    .unwrap();
+    compile::load_registry(&[dir.path().to_path_buf(), root().join("modes/backends.yaml")])
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
+}
