@@ -38,10 +38,25 @@ fn largest_array(v: &Value) -> Option<(String, usize, usize)> {
     best
 }
 
+/// What [`fit_structured`] cut, to say in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// One line for the answer's text: what was cut and how to get the rest.
+    pub note: String,
+    /// How to get the rest (also the hint when the text itself must be cut).
+    pub hint: String,
+}
+
+fn narrow_hint(narrow: &[String]) -> String {
+    if narrow.is_empty() { "ask for less".to_string() } else { format!("narrow the query with {}", narrow.join(", ")) }
+}
+
 /// Cut the structured result so it takes at most two thirds of `budget` bytes: the largest
-/// list first, keeping order. Returns the hint to show when anything was cut. A `continue`
-/// token is dropped when its page was cut (following it would skip the rows not shown).
-pub fn fit_structured(structured: &mut Value, budget: usize, narrow: &[String]) -> Option<String> {
+/// list first. Lists keep their first entries, or their last for the fields in `keep_last`
+/// (JSON pointers, e.g. `/lines` of a log: the newest lines matter). Scalars (counts,
+/// totals) are never touched, so they still describe everything. A `continue` token is
+/// kept, and the note says which rows of this page it skips and how to see them.
+pub fn fit_structured(structured: &mut Value, budget: usize, narrow: &[String], keep_last: &[String]) -> Option<Cut> {
     let json_budget = budget * 2 / 3;
     if size(structured) <= json_budget {
         return None;
@@ -52,65 +67,115 @@ pub fn fit_structured(structured: &mut Value, budget: usize, narrow: &[String]) 
         let other = size(structured) - sz;
         let per_item = (sz / len).max(1);
         let keep = (json_budget.saturating_sub(other) / per_item).min(len - 1);
+        let last = keep_last.contains(&ptr);
         if let Some(Value::Array(a)) = structured.pointer_mut(&ptr) {
-            a.truncate(keep);
+            if last {
+                a.drain(..len - keep);
+            } else {
+                a.truncate(keep);
+            }
         }
         let field = ptr.trim_start_matches('/').replace('/', ".");
         // A list cut twice keeps one entry: its original length and what is left.
         match cuts.iter_mut().find(|c: &&mut Value| c["field"] == field.as_str()) {
             Some(c) => c["kept"] = json!(keep),
-            None => cuts.push(json!({"field": field, "kept": keep, "total": len})),
+            None => cuts.push(
+                json!({"field": field, "kept": keep, "total": len, "kept_from": if last { "end" } else { "start" }}),
+            ),
         }
     }
-    let mut hint = if narrow.is_empty() {
-        "ask for less".to_string()
-    } else {
-        format!("narrow the query with {}", narrow.join(", "))
-    };
-    if let (Some(first), Value::Object(m)) = (cuts.first(), &mut *structured)
-        && m.get("continue").is_some_and(|c| !c.is_null())
+    let mut hint = narrow_hint(narrow);
+    let shown: Vec<String> = cuts
+        .iter()
+        .map(|c| {
+            let which = if c["kept_from"] == "end" { "last" } else { "first" };
+            format!("{} {} {} of {}", c["field"].as_str().unwrap_or(""), which, c["kept"], c["total"])
+        })
+        .collect();
+    if let (Some(first), Value::Object(m)) = (cuts.first(), &*structured)
+        && m.get("continue").is_some_and(|c| c.as_str().is_some_and(|s| !s.is_empty()))
     {
-        m.insert("continue".into(), Value::Null);
         let kept = first["kept"].as_u64().unwrap_or(0).max(1);
-        hint =
-            format!("this page was cut to {kept} rows: ask again with limit={kept} to page through everything; {hint}");
+        let skipped = first["total"].as_u64().unwrap_or(0).saturating_sub(kept);
+        hint = format!(
+            "`continue` starts after this page and skips the {skipped} rows of it not shown: \
+             ask again with limit={kept} to page through everything, or {hint}"
+        );
     }
     if let Value::Object(m) = structured {
         m.insert("truncated".into(), json!({"cuts": cuts, "hint": hint, "budget_bytes": budget}));
     }
-    Some(hint)
+    let note = format!("[cut to fit the response budget: {} shown; {hint}]", shown.join(", "));
+    Some(Cut { note, hint })
 }
 
-/// Keep whole lines of `text` within `budget` bytes, ending with a note that says so.
-pub fn fit_text(text: &mut String, budget: usize, hint: &str) {
+/// Keep whole lines of `text` within `budget` bytes, with a note that says so. With
+/// `keep_tail`, the first line (the summary) and the last lines are kept (logs: the newest
+/// lines), else the first lines.
+pub fn fit_text(text: &mut String, budget: usize, hint: &str, keep_tail: bool) {
     if text.len() <= budget {
         return;
     }
     let lines: Vec<&str> = text.lines().collect();
+    let room = budget.saturating_sub(200);
+    if keep_tail && lines.len() > 1 {
+        let head = lines[0];
+        let mut used = head.len() + 1;
+        let mut start = lines.len();
+        while start > 1 && used + lines[start - 1].len() < room {
+            start -= 1;
+            used += lines[start].len() + 1;
+        }
+        let shown = lines.len() - start;
+        let mut kept = format!(
+            "{head}\n[cut to fit the response budget: the last {shown} of {} lines shown; {hint}]\n",
+            lines.len() - 1
+        );
+        kept.push_str(&lines[start..].join("\n"));
+        *text = kept;
+        return;
+    }
     let mut kept = String::new();
     let mut n = 0;
     for l in &lines {
-        if kept.len() + l.len() + 1 > budget.saturating_sub(200) {
+        if kept.len() + l.len() + 1 > room {
             break;
         }
         kept.push_str(l);
         kept.push('\n');
         n += 1;
     }
-    kept.push_str(&format!("[truncated: {n} of {} lines shown to fit the response budget; {hint}]", lines.len()));
+    kept.push_str(&format!("[cut to fit the response budget: {n} of {} lines shown; {hint}]", lines.len()));
     *text = kept;
 }
 
-/// Fit an outcome into `budget` bytes (structured JSON plus text).
-pub fn enforce(outcome: &mut Outcome, budget: usize, narrow: &[String]) {
-    let hint = fit_structured(&mut outcome.structured, budget, narrow);
-    let text_budget = budget.saturating_sub(size(&outcome.structured)).max(budget / 4);
-    let default_hint = if narrow.is_empty() {
-        "ask for less".to_string()
-    } else {
-        format!("narrow the query with {}", narrow.join(", "))
-    };
-    fit_text(&mut outcome.text, text_budget, hint.as_deref().unwrap_or(&default_hint));
+/// Fit an outcome into `budget` bytes (structured JSON plus text). The text says what was
+/// cut: the structured cut's note is appended unless the text itself had to be cut.
+pub fn enforce(outcome: &mut Outcome, budget: usize, narrow: &[String], keep_last: &[String]) {
+    let cut = fit_structured(&mut outcome.structured, budget, narrow, keep_last);
+    fit_rendered_text(&mut outcome.text, &outcome.structured, budget, narrow, cut.as_ref(), !keep_last.is_empty());
+}
+
+/// Cut the rendered text to what the structured result leaves of the budget, and say in it
+/// what was cut.
+pub fn fit_rendered_text(
+    text: &mut String,
+    structured: &Value,
+    budget: usize,
+    narrow: &[String],
+    cut: Option<&Cut>,
+    keep_tail: bool,
+) {
+    let text_budget = budget.saturating_sub(size(structured)).max(budget / 4);
+    let hint = cut.map(|c| c.hint.clone()).unwrap_or_else(|| narrow_hint(narrow));
+    let before = text.len();
+    fit_text(text, text_budget, &hint, keep_tail);
+    if let Some(c) = cut
+        && text.len() == before
+    {
+        text.push('\n');
+        text.push_str(&c.note);
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +187,7 @@ mod tests {
         let rows: Vec<Value> = (0..1000).map(|i| json!({"name": format!("pod-{i:04}"), "phase": "Running"})).collect();
         let text = (0..1000).map(|i| format!("pod-{i:04} Running")).collect::<Vec<_>>().join("\n");
         let mut o = Outcome { structured: json!({"pods": rows, "total": 1000}), text, content: vec![], error: None };
-        enforce(&mut o, 8_000, &["namespace".into(), "limit".into()]);
+        enforce(&mut o, 8_000, &["namespace".into(), "limit".into()], &[]);
         let pods = o.structured["pods"].as_array().unwrap();
         assert!(pods.len() < 1000 && !pods.is_empty());
         assert_eq!(pods[0]["name"], "pod-0000", "order kept");
@@ -134,7 +199,41 @@ mod tests {
     #[test]
     fn small_answers_are_untouched() {
         let mut o = Outcome { structured: json!({"a": [1, 2, 3]}), text: "ok".into(), content: vec![], error: None };
-        enforce(&mut o, 8_000, &[]);
+        enforce(&mut o, 8_000, &[], &[]);
         assert_eq!(o.structured, json!({"a": [1, 2, 3]}));
+    }
+    #[test]
+    fn a_cut_page_keeps_its_continue_token_and_says_what_it_skips() {
+        let rows: Vec<Value> = (0..500).map(|i| json!({"name": format!("node-{i:04}")})).collect();
+        let text = "500 nodes".to_string();
+        let mut o = Outcome {
+            structured: json!({"nodes": rows, "returned": 500, "continue": "500"}),
+            text,
+            content: vec![],
+            error: None,
+        };
+        enforce(&mut o, 6_000, &["limit".into()], &[]);
+        assert_eq!(o.structured["continue"], "500", "token kept");
+        assert_eq!(o.structured["returned"], 500, "scalars untouched");
+        let kept = o.structured["nodes"].as_array().unwrap().len();
+        assert!(o.text.starts_with("500 nodes\n[cut to fit the response budget: nodes first"), "{}", o.text);
+        assert!(o.text.contains(&format!("skips the {} rows", 500 - kept)), "{}", o.text);
+        assert!(o.text.contains(&format!("limit={kept}")), "{}", o.text);
+    }
+
+    #[test]
+    fn keep_last_fields_lose_their_oldest_entries_and_the_text_keeps_its_tail() {
+        let lines: Vec<Value> = (1..=1000).map(|i| json!(format!("line {i:04}"))).collect();
+        let text = std::iter::once("1000 line(s):".to_string())
+            .chain((1..=1000).map(|i| format!("line {i:04}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut o = Outcome { structured: json!({"lines": lines}), text, content: vec![], error: None };
+        enforce(&mut o, 6_000, &["tail".into()], &["/lines".into()]);
+        let kept = o.structured["lines"].as_array().unwrap();
+        assert_eq!(kept.last().unwrap(), "line 1000");
+        assert!(kept.len() < 1000);
+        assert!(o.text.starts_with("1000 line(s):\n[cut to fit the response budget: the last"), "{}", o.text);
+        assert!(o.text.ends_with("line 1000"), "{}", o.text);
     }
 }

@@ -333,7 +333,16 @@ fn shape(
         structured.insert("sections".into(), Value::Object(sections));
     }
     let mut structured = Value::Object(structured);
-    let cut = super::budget::fit_structured(&mut structured, budget, narrow);
+    let keep_last: Vec<String> = proc
+        .output
+        .structured
+        .iter()
+        .filter(
+            |(_, f)| matches!(f, crate::spec::model::FieldSpec::Typed(t) if t.keep == crate::spec::model::Keep::Last),
+        )
+        .map(|(k, _)| format!("/{k}"))
+        .collect();
+    let cut = super::budget::fit_structured(&mut structured, budget, narrow, &keep_last);
     if cut.is_some()
         && let Value::Object(m) = &structured
     {
@@ -369,10 +378,7 @@ fn shape(
         None => None,
     };
     let mut text = text.trim_end().to_string();
-    let text_budget =
-        budget.saturating_sub(serde_json::to_string(&structured).map(|t| t.len()).unwrap_or(0)).max(budget / 4);
-    let hint = cut.unwrap_or_else(|| format!("narrow the query with {}", narrow.join(", ")));
-    super::budget::fit_text(&mut text, text_budget, &hint);
+    super::budget::fit_rendered_text(&mut text, &structured, budget, narrow, cut.as_ref(), !keep_last.is_empty());
     Ok(Outcome { structured, text, content, error })
 }
 

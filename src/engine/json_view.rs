@@ -107,6 +107,15 @@ pub fn view(json: Arc<Json>) -> Value {
     }
 }
 
+/// Run `f` on the JSON behind a template value: borrowed when the value is a view of a
+/// backend answer (no copy), converted otherwise.
+pub fn with_json<R>(v: &Value, f: impl FnOnce(&Json) -> R) -> R {
+    if let Some(node) = v.downcast_object_ref::<Node>() {
+        return f(node.json());
+    }
+    f(&super::template::to_json(v).unwrap_or(Json::Null))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

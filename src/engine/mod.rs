@@ -6,6 +6,7 @@ pub mod extract;
 pub mod guard;
 pub mod invoke;
 pub mod json_view;
+pub mod k8s;
 pub mod lint;
 pub mod quantity;
 pub mod registry;

@@ -246,22 +246,13 @@ fn as_table(items: &[&Value], metadata: Value, rt: &ResourceType, now: chrono::D
                 col("Age", "string"),
             ],
             Box::new(move |o: &Value| {
-                let cs = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-                let total = o.pointer("/spec/containers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-                let ready = cs.iter().filter(|c| c["ready"] == true).count();
-                let restarts: i64 = cs.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
-                let status = o
-                    .pointer("/status/reason")
-                    .and_then(Value::as_str)
-                    .or_else(|| cs.iter().find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str)))
-                    .or_else(|| cs.iter().find_map(|c| c.pointer("/state/terminated/reason").and_then(Value::as_str)))
-                    .or_else(|| o.pointer("/status/phase").and_then(Value::as_str))
-                    .unwrap_or("Unknown");
+                // One definition of STATUS for kubectl and every tool.
+                let s = crate::engine::k8s::pod_status(o);
                 vec![
                     o["metadata"]["name"].clone(),
-                    json!(format!("{ready}/{total}")),
-                    json!(status),
-                    json!(restarts.to_string()),
+                    json!(s.containers),
+                    json!(s.status),
+                    json!(s.restarts.to_string()),
                     json!(age(o)),
                 ]
             }),
@@ -275,24 +266,16 @@ fn as_table(items: &[&Value], metadata: Value, rt: &ResourceType, now: chrono::D
                 col("Version", "string"),
             ],
             Box::new(move |o: &Value| {
-                let ready = o
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                    .map(|c| c["status"] == "True")
-                    .unwrap_or(false);
-                let roles: Vec<String> = o
-                    .pointer("/metadata/labels")
-                    .and_then(Value::as_object)
-                    .map(|l| {
-                        l.keys()
-                            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let n = crate::engine::k8s::node_status(o);
+                let ready = n.ready == "True";
+                let roles: Vec<String> = n.roles.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect();
                 vec![
                     o["metadata"]["name"].clone(),
-                    json!(if ready { "Ready" } else { "NotReady" }),
+                    json!(format!(
+                        "{}{}",
+                        if ready { "Ready" } else { "NotReady" },
+                        if n.cordoned { ",SchedulingDisabled" } else { "" }
+                    )),
                     json!(if roles.is_empty() { "<none>".into() } else { roles.join(",") }),
                     json!(age(o)),
                     o.pointer("/status/nodeInfo/kubeletVersion").cloned().unwrap_or(json!("")),

@@ -427,6 +427,21 @@ pub struct TypedFieldSpec {
     pub schema: Option<Value>,
     /// Description of the field.
     pub description: Option<String>,
+    /// When the response budget cuts this list: keep its `first` entries (default) or its
+    /// `last` ones (e.g. log lines, where the newest matter).
+    #[serde(default)]
+    pub keep: Keep,
+}
+
+/// Which end of a list survives a response-budget cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The first entries.
+    #[default]
+    First,
+    /// The last entries.
+    Last,
 }
 
 impl FieldSpec {
