@@ -104,6 +104,20 @@ pub enum GuardError {
         /// The rendered text, clipped.
         text: String,
     },
+    /// The template puts an argument where structure goes (a label name, a grouping label,
+    /// a selector key), so any real value changes the structure. A spec error.
+    #[error(
+        "refused before sending: the template puts an argument into the structure of the {context} \
+         ({detail}), where only values may go (a spec error: tell the user); the {context}: `{text}`"
+    )]
+    ArgumentInStructure {
+        /// What kind of text it is.
+        context: Context,
+        /// Where the structure differs.
+        detail: String,
+        /// The rendered text, clipped.
+        text: String,
+    },
     /// A free-text argument reaches a PromQL regex matcher (`=~`, `!~`) without
     /// `promql_regex`, so regex characters in it would be interpreted.
     #[error(
@@ -146,8 +160,20 @@ pub fn quote(text: &str) -> String {
     out
 }
 
+/// The error for fingerprints that differ: a sentinel inside a structural token means the
+/// template itself puts an argument there; otherwise the argument's value changed the structure.
+pub(crate) fn structure_error(context: Context, template: &[String], actual: &[String], text: &str) -> GuardError {
+    let detail = first_difference(template, actual);
+    let text = quote(text);
+    if template.iter().any(|t| t.contains(SENTINEL)) {
+        GuardError::ArgumentInStructure { context, detail, text }
+    } else {
+        GuardError::Structure { context, detail, text }
+    }
+}
+
 /// Name the first difference between two fingerprints (token lists) for an error.
-pub(crate) fn first_difference(template: &[String], actual: &[String]) -> String {
+fn first_difference(template: &[String], actual: &[String]) -> String {
     let i = template.iter().zip(actual).take_while(|(a, b)| a == b).count();
     match (template.get(i), actual.get(i)) {
         (Some(_), Some(a)) if template.get(i) == actual.get(i + 1) => format!("the rendering adds {a}"),

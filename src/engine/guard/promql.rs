@@ -30,7 +30,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality, VectorSelector};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use super::{Context, GuardError, SENTINEL, first_difference, quote};
+use super::{Context, GuardError, SENTINEL, quote, structure_error};
 use crate::backends::prometheus::GuardrailsSpec;
 
 /// Check that `actual` (real arguments) has the structure of `sentinel` (inert arguments).
@@ -47,11 +47,7 @@ pub fn same_structure(actual: &str, sentinel: &str) -> Result<(), GuardError> {
     })?;
     let (want_print, got_print) = (fingerprint(&want), fingerprint(&got));
     if want_print != got_print {
-        return Err(GuardError::Structure {
-            context: Context::Promql,
-            detail: first_difference(&want_print, &got_print),
-            text: quote(actual),
-        });
+        return Err(structure_error(Context::Promql, &want_print, &got_print, actual));
     }
     if let Some(matcher) = unescaped_regex(&want) {
         return Err(GuardError::UnescapedRegex { matcher: quote(&matcher), text: quote(actual) });
@@ -457,6 +453,16 @@ mod tests {
         ] {
             refused(changed, base);
         }
+    }
+
+    #[test]
+    fn an_argument_in_a_label_name_position_is_a_spec_error() {
+        // Template: count by ({{ label | promql_string }}) (up{job="a"}): quoted label names
+        // are identifiers, not values.
+        let e = refused(r#"count by ("job") (up{job="a"})"#, r#"count by ("chm.sentinel") (up{job="a"})"#);
+        assert!(matches!(e, GuardError::ArgumentInStructure { .. }), "{e}");
+        let e = refused(r#"up{job="a", "ns"="b"}"#, r#"up{job="a", "chm.sentinel"="b"}"#);
+        assert!(e.to_string().contains("a spec error"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Context, GuardError, first_difference, quote};
+use super::{Context, GuardError, quote, structure_error};
 
 /// Which selector grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn same_structure(kind: SelectorKind, actual: &str, sentinel: &str) -> Resul
     let want = parse(sentinel).map_err(|message| GuardError::Template { context, message, text: quote(sentinel) })?;
     let (want, got) = (fingerprint(&want), fingerprint(&got));
     if want != got {
-        return Err(GuardError::Structure { context, detail: first_difference(&want, &got), text: quote(actual) });
+        return Err(structure_error(context, &want, &got, actual));
     }
     Ok(())
 }
@@ -509,5 +509,11 @@ mod tests {
         // key, so this passes only when the structure is the same; a key in an operator slot
         // does not parse.
         assert!(matches!(label("a=b", "a chm.sentinel b"), Err(GuardError::Template { .. })));
+    }
+
+    #[test]
+    fn an_argument_as_a_key_is_a_spec_error() {
+        // Template: {{ key | selector_value }}=x.
+        assert!(matches!(label("app=x", "chm.sentinel=x"), Err(GuardError::ArgumentInStructure { .. })));
     }
 }
