@@ -248,3 +248,58 @@ fn the_exported_catalogue_validates_and_runs_as_the_built_in_one() {
     let o = chm(cwd.path(), &[], &["--replace-catalogue", "validate", "cat/tools.d", "cat/modes"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn an_unreachable_cluster_error_names_the_api_server_url() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = format!("https://127.0.0.1:{}", free_port());
+    let kubeconfig = cwd.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{server}', insecure-skip-tls-verify: true}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let o = chm(
+        cwd.path(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        &["--mode", "standalone", "call", "list-pods"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("could not be reached") && err.contains(&format!("at {server}")), "{err}");
+}
+
+#[test]
+fn readyz_names_where_each_backend_points() {
+    use std::io::{Read, Write};
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .current_dir(cwd.path())
+        .env("CHM_BACKENDS__PROMETHEUS__URL", "http://prometheus.example:9090")
+        .args(["--mode", "monitoring", "--snapshot", "builtin:demo", "serve", "--transport", "http", "--no-reload"])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            break text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "server did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["backends"]["prometheus"], "http://prometheus.example:9090", "{v}");
+    assert_eq!(v["backends"]["kubernetes"], "snapshot builtin:demo", "{v}");
+}
