@@ -303,3 +303,22 @@ fn readyz_names_where_each_backend_points() {
     assert_eq!(v["backends"]["prometheus"], "http://prometheus.example:9090", "{v}");
     assert_eq!(v["backends"]["kubernetes"], "snapshot builtin:demo", "{v}");
 }
+
+#[test]
+fn the_readme_settings_example_is_accepted() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```yaml\n# chm.yaml\n").expect("README shows a chm.yaml settings example");
+    let block = &readme[start + "```yaml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(cwd.path().join("chm.yaml"), block).unwrap();
+    let o = chm(cwd.path(), &[], &["--config", "chm.yaml", "tools"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stdout(&o).lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with(
+            "mode monitoring: backends kubernetes (in-cluster service account), prometheus (https://thanos-querier"
+        ),
+        "{first}"
+    );
+}
