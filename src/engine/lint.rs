@@ -78,28 +78,6 @@ impl TextContext {
     }
 }
 
-/// The text context of a top-level request field of a backend call (`None`: not a
-/// template, e.g. the binding or the verb).
-pub fn request_field_context(kind: &str, field: &str) -> Option<TextContext> {
-    use TextContext::*;
-    Some(match (kind, field) {
-        (_, "backend") => return None,
-        ("http", "method") | ("kubernetes", "verb") | ("prometheus", "endpoint") => return None,
-        ("http", "path") => UrlPath,
-        ("http", "headers") => Header,
-        ("kubernetes", "namespace" | "name" | "container") => K8sName,
-        // apiVersion and kind are resolved through API discovery; like names, they are
-        // checked at run time.
-        ("kubernetes", "resource") => K8sName,
-        ("kubernetes", "labelSelector") => LabelSelector,
-        ("kubernetes", "fieldSelector") => FieldSelector,
-        ("prometheus", "query") => Promql,
-        // The label-values endpoint puts the label name into the URL path.
-        ("prometheus", "label") => UrlPath,
-        _ => Data,
-    })
-}
-
 impl From<crate::backends::TextContext> for TextContext {
     /// The lint's view of a backend field's context: names of every sort are checked at
     /// run time by their grammar, so any value passes statically.
