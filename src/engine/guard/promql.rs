@@ -218,12 +218,12 @@ fn unescaped_regex(sentinel_ast: &Expr) -> Option<String> {
                     _ => unreachable!("matched above"),
                 };
                 found = all_matchers(vs)
-                    .find(|m| matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)) && m.value.contains(SENTINEL))
+                    .find(|m| matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)) && carries_sentinel(&m.value))
                     .map(ToString::to_string);
             }
             Expr::Call(c) if c.func.name == "label_replace" => {
                 if let Some(Expr::StringLiteral(s)) = c.args.args.get(4).map(|a| a.as_ref())
-                    && s.val.contains(SENTINEL)
+                    && carries_sentinel(&s.val)
                 {
                     found = Some(format!("label_replace(..., \"{}\")", s.val));
                 }
@@ -232,6 +232,11 @@ fn unescaped_regex(sentinel_ast: &Expr) -> Option<String> {
         }
     });
     found
+}
+
+/// The raw sentinel, in any case (`| upper` after `promql_string` must not hide it).
+fn carries_sentinel(value: &str) -> bool {
+    value.to_lowercase().contains(SENTINEL)
 }
 
 /// Check raw PromQL against guardrails; the error says how to fix the query.
@@ -421,6 +426,8 @@ mod tests {
         let e = refused(r#"up{job=~".*"}"#, r#"up{job=~"chm.sentinel"}"#);
         assert!(matches!(e, GuardError::UnescapedRegex { .. }), "{e}");
         assert!(e.to_string().contains("without promql_regex"), "{e}");
+        let e = refused(r#"up{job=~"A.*"}"#, r#"up{job=~"CHM.SENTINEL"}"#);
+        assert!(matches!(e, GuardError::UnescapedRegex { .. }), "an upper-cased sentinel: {e}");
         // With promql_regex the sentinel is escaped and the call passes.
         same_structure(r#"up{job=~"\\.\\*"}"#, r#"up{job=~"chm\\.sentinel"}"#).unwrap();
         // The prefix escaper too.
@@ -683,6 +690,36 @@ mod tests {
             r#"max_over_time(up{job="x"}[1h:5m])"#,
             r#"vector(1)"#,
             r#"time() - process_start_time_seconds{job="x"}"#,
+        ] {
+            check_guardrails(q, &g).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+
+    #[test]
+    fn modern_promql_parses_and_passes_the_guardrails() {
+        let g = GuardrailsSpec::default();
+        for q in [
+            r#"histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))"#,
+            r#"limitk(3, up{job="a"})"#,
+            r#"sort_by_label(up{job="a"}, "instance")"#,
+            r#"up{job="a"} @ start()"#,
+            r#"up{job="a"} offset -5m"#,
+            r#"rate(up{job="a"}[5m:30s] @ 1700000000)"#,
+            r#"absent_over_time(up{job="a"}[1h])"#,
+            r#"label_join(up{job="a"}, "foo", ",", "job", "instance")"#,
+            r#"predict_linear(node_filesystem_avail_bytes{mountpoint="/"}[6h], 4 * 3600) < 0"#,
+            r#"quantile_over_time(0.9, up{job="a"}[1h])"#,
+            r#"info(up{job="a"})"#,
+            r#"{"my.metric", job="a"}"#,
+            r#"sum by ("service.name") (up{"service.name"="a"})"#,
+            "up{job=\"a\"} # a comment\n + 1",
+            r#"time() - kube_pod_start_time{namespace="a"} > 3600"#,
+            r#"max without (instance) (up{job="a"}) unless on (job) up{job="b"}"#,
+            r#"-up{job="a"} > bool 0"#,
+            r#"scalar(sum(up{job="a"})) + vector(time())"#,
+            r#"sum(rate(x{a="b"}[5m])) by (pod)"#,
+            r#"mad_over_time(up{job="a"}[1h])"#,
+            r#"histogram_avg(rate(h{job="a"}[5m]))"#,
         ] {
             check_guardrails(q, &g).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
