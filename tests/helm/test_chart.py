@@ -63,6 +63,7 @@ MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
             "http": {"tokenSecret": "chm-token", "allowedOrigins": ["https://console.example"]},
             "extraSpecs": {"count-namespaces.yaml": EXTRA_TOOL},
             "image": {"digest": "sha256:" + "a" * 64},
+            "extraEnv": [{"name": "CHM_RESPONSE_BUDGET_TOKENS", "value": "4000"}],
         },
         {"count-namespaces"},
     ),
@@ -139,6 +140,46 @@ def one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, An
     return found[0]
 
 
+TOKEN = "s3cret-test-token"
+
+
+def lay_out(docs: list[dict[str, Any]], tmp_path: Path) -> tuple[list[str], dict[str, str], dict[str, Path]]:
+    """Write the ConfigMaps (and stand-in Secrets) where the Deployment mounts them, under a
+    temp root; return the container's args and env with mount paths pointing there."""
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    root = tmp_path / "root"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    mounts: dict[str, Path] = {}
+    for m in container["volumeMounts"]:
+        source = volumes[m["name"]]
+        target = root / m["mountPath"].lstrip("/")
+        if "configMap" in source:
+            target.mkdir(parents=True)
+            for name, text in configmaps[source["configMap"]["name"]]["data"].items():
+                (target / name).write_text(text)
+        elif "secret" in source:
+            target.mkdir(parents=True)
+            (target / "token").write_text(TOKEN + "\n")
+        else:
+            continue
+        mounts[m["mountPath"]] = target
+
+    def local(text: str) -> str:
+        for mount, target in mounts.items():
+            text = text.replace(mount, str(target))
+        return text
+
+    for target in mounts.values():
+        for f in target.iterdir():
+            f.write_text(local(f.read_text()))
+    args = [local(a) for a in container["args"]]
+    env = {e["name"]: local(e["value"]) if "value" in e else "from-a-secret" for e in container.get("env", [])}
+    (tmp_path / "cwd").mkdir()
+    return args, env, mounts
+
+
 def exposed_tools(out: str) -> set[str]:
     return {e["name"] for e in json.loads(out) if e["kind"] == "Tool" and e["exposed"]}
 
@@ -212,33 +253,7 @@ def test_rendered_deployment_runs_the_modes_tools(
 ) -> None:
     docs = render(chart, values)
     mode = values["deployment"]["mode"]
-    deploy = one(docs, "Deployment")
-    pod = deploy["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-
-    # Lay the ConfigMaps out where the Deployment mounts them, under a temp root.
-    root = tmp_path / "root"
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-    mounts: dict[str, Path] = {}
-    for m in container["volumeMounts"]:
-        source = volumes[m["name"]]
-        if "configMap" in source:
-            target = root / m["mountPath"].lstrip("/")
-            target.mkdir(parents=True)
-            for name, text in configmaps[source["configMap"]["name"]]["data"].items():
-                (target / name).write_text(text)
-            mounts[m["mountPath"]] = target
-
-    def local(text: str) -> str:
-        for mount, target in mounts.items():
-            text = text.replace(mount, str(target))
-        return text
-
-    for target in mounts.values():
-        for f in target.iterdir():
-            f.write_text(local(f.read_text()))
-
+    args, env, mounts = lay_out(docs, tmp_path)
     # The extra specs pass `validate` together with the built-in catalogue.
     specs = [t for m, t in mounts.items() if m.endswith("/specs")]
     assert bool(specs) == bool(values.get("extraSpecs")), mounts
@@ -247,13 +262,8 @@ def test_rendered_deployment_runs_the_modes_tools(
         assert r.returncode == 0, r.stdout + r.stderr
 
     # The container's own args and env; only `serve ...` becomes `tools --json`.
-    args = [local(a) for a in container["args"]]
     assert args[args.index("serve") :] == ["serve", "--transport=http"], args
-    env = {}
-    for e in container.get("env", []):
-        env[e["name"]] = local(e["value"]) if "value" in e else "from-a-secret"
     cwd = tmp_path / "cwd"
-    cwd.mkdir()
     r = chm(*args[: args.index("serve")], "tools", "--json", env=env, cwd=cwd)
     assert r.returncode == 0, r.stderr
     got = exposed_tools(r.stdout)
@@ -369,3 +379,58 @@ def test_docs_olsconfig_examples_match_the_template(chart: helm.Chart) -> None:
         assert set(doc_server) == set(chart_server), (schema, doc_server, chart_server)
         assert doc_server.get("headers") == chart_server.get("headers")
         assert example["spec"].get("featureGates") == rendered["spec"].get("featureGates")
+
+
+@pytest.mark.parametrize("case", ["standalone-defaults", "standalone-everything-optional", "full-defaults"])
+def test_rendered_deployment_serves_mcp_to_the_service_name(case: str, chart: helm.Chart, tmp_path: Path) -> None:
+    """The rendered container command, as is (only the port moved to loopback through the
+    environment, which beats the config file): /readyz answers, /mcp accepts the Service's DNS
+    name with its port (what OpenShift Lightspeed sends), refuses a foreign Host, and asks for
+    the bearer token when http.tokenSecret is set."""
+    import socket
+    import time
+
+    import httpx
+
+    values = next(v for c, v, _ in MATRIX if c == case)
+    args, env, _ = lay_out(render(chart, values), tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHM_")}
+    env = {**base, **env, "CHM_HTTP__BIND": f"127.0.0.1:{port}"}
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([chm_bin(), *args], env=env, cwd=tmp_path / "cwd", stdout=log, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                time.sleep(0.05)
+        else:
+            pytest.fail("no /readyz within 10 s: " + (tmp_path / "serve.log").read_text())
+        assert ready["mode"] == values["deployment"]["mode"]
+        assert ready["backends"]["kubernetes"] == "in-cluster service account"
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        }
+        headers = {"Accept": "application/json, text/event-stream"}
+        if values.get("http", {}).get("tokenSecret"):
+            r = httpx.post(f"{url}/mcp", json=init, headers={**headers, "Host": "localhost"})
+            assert r.status_code == 401, r.text
+            headers["Authorization"] = f"Bearer {TOKEN}"
+        service = f"{RELEASE}-cluster-health-mcp.{NAMESPACE}.svc:8080"
+        r = httpx.post(f"{url}/mcp", json=init, headers={**headers, "Host": service})
+        assert r.status_code == 200, r.text
+        r = httpx.post(f"{url}/mcp", json=init, headers={**headers, "Host": "evil.example:8080"})
+        assert r.status_code == 403, r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
