@@ -66,6 +66,7 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             json!({"api_version": "v1", "kind": "PersistentVolumeClaim", "fields": ["status.phase", "spec.storageClassName"]}),
         ),
         ("cluster-operators", "cluster-operators", json!({})),
+        ("get-upgrade-status", "get-upgrade-status", json!({})),
         ("calculate-pod-capacity-cluster", "calculate-pod-capacity", json!({})),
         (
             "calculate-pod-capacity-shop-frontend",
