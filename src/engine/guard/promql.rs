@@ -20,6 +20,10 @@
 //!   matches every one of a diverse set of realistic label values (namespaces, pod names,
 //!   addresses, versions, URLs, non-ASCII, 300 characters) is blanket in practice.
 //!
+//! A blanket regex (`=~`) is refused wherever it stands: it narrows nothing. A presence
+//! filter (`label!=""`, `label!~""`) is refused only when nothing else narrows its selector
+//! (`container!=""` beside `namespace="a"` is the usual cAdvisor idiom).
+//!
 //! A selector is narrowed only by a matcher on a label other than `__name__` that rejects
 //! the empty value and is not blanket: `label!="x"` or `label=~"a|"` also select every series
 //! without the label, so they do not count (they remain allowed beside a narrowing matcher).
@@ -244,13 +248,23 @@ pub fn check_guardrails(query: &str, g: &GuardrailsSpec) -> Result<(), String> {
     let ast = parser::parse(query).map_err(|e| format!("the query does not parse: {e}"))?;
     for vs in selectors(&ast) {
         let shown = quote(&vs.to_string());
-        if g.deny_blanket_regex
-            && let Some(m) = all_matchers(vs).find(|m| is_blanket(m))
-        {
-            return Err(format!(
-                "the matcher `{m}` in `{shown}` matches every value, so it selects every series; \
-                 match specific values instead (e.g. namespace=\"...\")"
-            ));
+        if g.deny_blanket_regex {
+            // A regex that matches everything narrows nothing: refused wherever it stands.
+            if let Some(m) = all_matchers(vs).find(|m| matches!(m.op, MatchOp::Re(_)) && is_blanket(m)) {
+                return Err(format!(
+                    "the matcher `{m}` in `{shown}` matches every value, so it selects every series; \
+                     match specific values instead (e.g. namespace=\"...\")"
+                ));
+            }
+            // A presence filter (`label!=""`) is fine beside a narrowing matcher, blanket alone.
+            if !is_narrowed(vs)
+                && let Some(m) = all_matchers(vs).find(|m| is_blanket(m))
+            {
+                return Err(format!(
+                    "the matcher `{m}` in `{shown}` matches every value and nothing else narrows the selector, \
+                     so it selects every series; match specific values instead (e.g. namespace=\"...\")"
+                ));
+            }
         }
         if g.require_label_matcher && !is_narrowed(vs) {
             let name = vs.name.as_deref().unwrap_or("metric");
@@ -623,6 +637,19 @@ mod tests {
     #[test]
     fn not_equal_to_empty_is_blanket() {
         blanket_refused(r#"up{job!=""}"#);
+    }
+
+    #[test]
+    fn a_presence_filter_beside_a_narrowing_matcher_is_allowed() {
+        let g = GuardrailsSpec::default();
+        for q in [
+            r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="a", container!=""}[5m]))"#,
+            r#"up{namespace="a", job!~""}"#,
+        ] {
+            check_guardrails(q, &g).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        // A blanket regex stays refused beside a narrowing matcher: it narrows nothing.
+        blanket_refused(r#"up{namespace="a", job=~".*"}"#);
     }
 
     #[test]
