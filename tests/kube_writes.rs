@@ -83,3 +83,22 @@ fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
         "{diags:?}"
     );
 }
+
+#[test]
+fn a_tool_both_read_only_and_destructive_is_refused_and_may_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(root().join("tests/kube_writes/remediation.yaml"))
+        .unwrap()
+        .replace("annotations: {destructive: true}", "annotations: {readOnly: true, destructive: true}");
+    std::fs::write(dir.path().join("w.yaml"), spec).unwrap();
+    let Err(diags) = cluster_health_mcp::spec::compile::load_registry(&[
+        dir.path().to_path_buf(),
+        root().join("modes/backends.yaml"),
+    ]) else {
+        panic!("a tool annotated readOnly and destructive must not validate");
+    };
+    let both = diags.iter().filter(|d| d.message == "a tool cannot be both readOnly and destructive").count();
+    assert_eq!(both, 3, "one per tool annotated both ways: {diags:?}");
+    assert!(diags.iter().any(|d| d.message.contains("verb `delete` changes the cluster")), "{diags:?}");
+    assert!(diags.iter().all(|d| d.pos.line > 0), "located: {diags:?}");
+}

@@ -85,33 +85,10 @@ pub struct Outcome {
 /// Progress of a multi-step call: (steps done, steps total, message).
 pub type Progress<'a> = &'a (dyn Fn(usize, usize, String) + Send + Sync);
 
-/// Check arguments against the input schema; fill defaults; absent optional inputs are null.
+/// Check arguments against the input schema; fill defaults; absent optional inputs are null
+/// (see [`super::args::prepare`]).
 pub fn prepare_args(proc: &Procedure, args: &Map<String, Value>) -> Result<Map<String, Value>, Error> {
-    let instance = Value::Object(args.clone());
-    let problems: Vec<String> = proc
-        .input_validator
-        .iter_errors(&instance)
-        .map(|e| {
-            let path = e.instance_path().as_str().trim_start_matches('/').replace('/', ".");
-            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = e.kind() {
-                let known: Vec<&str> = proc.inputs.keys().map(String::as_str).collect();
-                format!("unknown argument {} (accepted: {})", unexpected.join(", "), known.join(", "))
-            } else if path.is_empty() {
-                e.to_string()
-            } else {
-                format!("argument `{path}`: {e}")
-            }
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(Error::InvalidArguments(problems.join("; ")));
-    }
-    let mut out = Map::new();
-    for (name, input) in &proc.inputs {
-        let v = args.get(name).cloned().or_else(|| input.default.clone()).unwrap_or(Value::Null);
-        out.insert(name.clone(), v);
-    }
-    Ok(out)
+    super::args::prepare(proc, args).map_err(Error::InvalidArguments)
 }
 
 /// Render one step's request from the scope, check it, and type it (no network). The same

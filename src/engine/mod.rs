@@ -1,7 +1,9 @@
 //! The generic engine: templates, extraction, the compiled registry and the executor.
 
+pub mod args;
 pub mod budget;
 pub mod checks;
+pub mod clip;
 pub mod extract;
 pub mod guard;
 pub mod invoke;

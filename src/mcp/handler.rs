@@ -17,6 +17,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value};
 
 use super::state::State;
+use crate::engine::clip::{ECHO_MAX, clip};
 use crate::engine::invoke::{self, Error as CallError};
 use crate::engine::registry;
 use crate::engine::template;
@@ -131,7 +132,10 @@ impl Handler {
         let found = active.resources.values().find_map(|r| r.match_uri(uri).map(|args| (r.clone(), args)));
         let Some((res, args)) = found else {
             return Err(McpError::resource_not_found(
-                format!("no resource at `{uri}`; list resources and resource templates to see what exists"),
+                format!(
+                    "no resource at `{}`; list resources and resource templates to see what exists",
+                    clip(uri, ECHO_MAX)
+                ),
                 None,
             ));
         };
@@ -145,7 +149,7 @@ impl Handler {
         };
         let outcome = invoke::run(&active, proc, &args, None, ct)
             .await
-            .map_err(|e| McpError::internal_error(format!("reading `{uri}` failed: {e}"), None))?;
+            .map_err(|e| McpError::internal_error(format!("reading `{}` failed: {e}", clip(uri, ECHO_MAX)), None))?;
         if let Some(err) = outcome.error {
             return Err(McpError::internal_error(err, None));
         }
@@ -225,7 +229,10 @@ fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> Result<GetP
         ctx.insert(name.clone(), v);
     }
     if let Some(extra) = given.keys().find(|k| !p.spec.arguments.contains_key(*k)) {
-        return Err(McpError::invalid_params(format!("prompt `{}` has no argument `{extra}`", p.name), None));
+        return Err(McpError::invalid_params(
+            format!("prompt `{}` has no argument `{}`", p.name, clip(extra, ECHO_MAX)),
+            None,
+        ));
     }
     let mctx = template::to_value(&ctx);
     let mut messages = Vec::new();
@@ -302,7 +309,7 @@ impl ServerHandler for Handler {
         let active = self.state.current();
         let Some(tool) = active.tools.get(request.name.as_ref()).cloned() else {
             return Err(McpError::invalid_params(
-                format!("unknown tool `{}`; call tools/list to see the available tools", request.name),
+                format!("unknown tool `{}`; call tools/list to see the available tools", clip(&request.name, ECHO_MAX)),
                 None,
             ));
         };
@@ -355,7 +362,10 @@ impl ServerHandler for Handler {
         let active = self.state.current();
         let Some(p) = active.prompts.get(&request.name) else {
             return Err(McpError::invalid_params(
-                format!("unknown prompt `{}`; call prompts/list to see the available prompts", request.name),
+                format!(
+                    "unknown prompt `{}`; call prompts/list to see the available prompts",
+                    clip(&request.name, ECHO_MAX)
+                ),
                 None,
             ));
         };

@@ -786,6 +786,14 @@ fn compile_tool(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Tool> {
     let spec = &t.doc.spec;
+    let read_only = spec.annotations.read_only == Some(true);
+    if read_only && spec.annotations.destructive {
+        diags.push(t.src.diag_in_value(
+            "/spec/annotations",
+            "a tool cannot be both readOnly and destructive",
+            Some("drop `readOnly: true` if the tool writes, or `destructive: true` if it only reads".into()),
+        ));
+    }
     let proc = compile_procedure(
         ProcedureInput {
             src: &t.src,
@@ -793,7 +801,8 @@ fn compile_tool(
             steps: &spec.steps,
             output: &spec.output,
             requires: &spec.requires,
-            destructive: spec.annotations.destructive,
+            // A readOnly tool may not write, whatever else it says.
+            destructive: spec.annotations.destructive && !read_only,
         },
         backends,
         diags,
