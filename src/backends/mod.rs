@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod kubernetes;
+pub mod logs;
 pub mod prometheus;
 pub mod secret;
 

@@ -247,7 +247,7 @@ impl KubernetesBackend {
                     ..Default::default()
                 };
                 let text = pods.logs(&need_name()?, &lp).await.map_err(kube_err)?;
-                logs_json(&text, req.grep.as_deref()).map_err(invalid)?
+                crate::backends::logs::logs_json(text, req.grep.clone()).await.map_err(invalid)?
             }
             KubernetesVerb::Events => {
                 let target = need_name()?;
@@ -441,22 +441,6 @@ pub fn mask_secret(v: &mut Value) {
     if let Some(Value::Object(ann)) = v.pointer_mut("/metadata/annotations") {
         ann.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-}
-
-/// Logs as lines, optionally filtered by a regular expression.
-fn logs_json(text: &str, grep: Option<&str>) -> Result<Value, String> {
-    let all: Vec<&str> = text.lines().collect();
-    let lines: Vec<&str> = match grep.filter(|g| !g.is_empty()) {
-        Some(pattern) => {
-            let re = regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| format!("invalid grep pattern: {e}"))?;
-            all.iter().copied().filter(|l| re.is_match(l)).collect()
-        }
-        None => all.clone(),
-    };
-    Ok(json!({"lines": lines, "totalLines": all.len(), "matchedLines": lines.len()}))
 }
 
 static SNAPSHOTS: std::sync::LazyLock<Mutex<HashMap<String, crate::snapshot::api::Shared>>> =
