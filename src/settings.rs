@@ -64,6 +64,26 @@ pub struct HttpSettings {
     pub token_file: Option<PathBuf>,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Listen beyond loopback without `token_file` (a trusted network only). Without it,
+    /// such a bind is refused.
+    pub insecure_no_auth: bool,
+    /// Most concurrent MCP sessions; an `initialize` past the cap gets HTTP 503 and a
+    /// JSON-RPC error saying so.
+    pub max_sessions: usize,
+    /// Most concurrent MCP sessions per client address.
+    pub max_sessions_per_client: usize,
+    /// A session without any request for this many seconds is closed.
+    pub session_idle_seconds: u64,
+    /// Most open connections; one more is answered HTTP 503 and closed.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long a kept-alive
+    /// connection may sit idle.
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body.
+    pub body_timeout_seconds: u64,
+    /// Requests per second per client address on /mcp (bursts of twice as many); 0 turns
+    /// the limit off.
+    pub rate_limit_per_second: u32,
 }
 
 impl Default for Settings {
@@ -85,6 +105,14 @@ impl Default for Settings {
                 allowed_origins: Vec::new(),
                 token_file: None,
                 body_limit: 4 * 1024 * 1024,
+                insecure_no_auth: false,
+                max_sessions: 1000,
+                max_sessions_per_client: 100,
+                session_idle_seconds: 300,
+                max_connections: 512,
+                header_timeout_seconds: 15,
+                body_timeout_seconds: 30,
+                rate_limit_per_second: 100,
             },
         }
     }

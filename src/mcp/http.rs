@@ -1,12 +1,15 @@
 //! Streamable HTTP at /mcp (rmcp's tower service inside axum), plus /healthz, /readyz and
-//! /metrics. Loopback by default; Host and Origin allow-lists; optional bearer token.
+//! /metrics. Loopback by default (a wider bind needs a token or an explicit insecure flag);
+//! Host and Origin allow-lists; optional bearer token; session, connection, rate and
+//! slow-client limits ([`super::guard`], [`super::listen`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Request, State as AxState};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,7 +18,9 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{self, Guard};
 use super::handler::Handler;
+use super::listen;
 use super::state::State;
 use crate::settings::HttpSettings;
 
@@ -25,15 +30,34 @@ pub async fn serve(state: Arc<State>, settings: &HttpSettings) -> anyhow::Result
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
     let addr = listener.local_addr()?;
+    check_bind(settings, addr)?;
     let ct = CancellationToken::new();
     let app = router(state, settings, addr, ct.clone())?;
     tracing::info!(%addr, "serving MCP over Streamable HTTP at http://{addr}/mcp");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            ct.cancel();
-        })
-        .await?;
+    let limits = listen::Limits {
+        max_connections: settings.max_connections,
+        header_timeout: Duration::from_secs(settings.header_timeout_seconds.max(1)),
+    };
+    listen::serve(listener, app, limits, async move {
+        shutdown_signal().await;
+        ct.cancel();
+    })
+    .await;
+    Ok(())
+}
+
+/// A bind beyond loopback needs authentication, or an explicit statement that the network
+/// is trusted.
+fn check_bind(settings: &HttpSettings, addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() || settings.token_file.is_some() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        settings.insecure_no_auth,
+        "refusing to serve on {addr} without authentication: anyone who can reach it could call every tool. \
+         Set a bearer token (CHM_HTTP__TOKEN_FILE=/path), bind 127.0.0.1, or pass --insecure-no-auth on a trusted network"
+    );
+    tracing::warn!(%addr, "serving beyond loopback WITHOUT authentication (--insecure-no-auth)");
     Ok(())
 }
 
@@ -65,6 +89,13 @@ fn allow_lists(settings: &HttpSettings, addr: SocketAddr) -> (Vec<String>, Vec<S
     (hosts, origins)
 }
 
+/// What /readyz and /metrics need.
+#[derive(Clone)]
+struct Ops {
+    state: Arc<State>,
+    guard: Arc<Guard>,
+}
+
 /// The application: /mcp, health, readiness and metrics.
 pub fn router(
     state: Arc<State>,
@@ -76,55 +107,47 @@ pub fn router(
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(!settings.stateless)
         .with_json_response(settings.stateless)
-        .with_allowed_hosts(hosts)
+        .with_allowed_hosts(hosts.clone())
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(settings.body_limit)
         .with_cancellation_token(ct);
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(Duration::from_secs(settings.session_idle_seconds.max(1)));
+    let manager = Arc::new(manager);
     let handler_state = state.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(Handler { state: handler_state.clone() }),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    let mut mcp_routes = Router::new().nest_service("/mcp", mcp);
-    if let Some(path) = &settings.token_file {
-        let token = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", path.display()))?
-            .trim()
-            .to_string();
-        anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
-        mcp_routes = mcp_routes.layer(middleware::from_fn_with_state(Arc::new(token), require_bearer));
+    let mcp = StreamableHttpService::new(move || Ok(Handler { state: handler_state.clone() }), manager.clone(), config);
+    let token = match &settings.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", path.display()))?
+                .trim()
+                .to_string();
+            anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+            Some(token)
+        }
+        None => None,
+    };
+    let guard = Arc::new(Guard::new(settings, hosts, token, manager));
+    let mcp_routes =
+        Router::new().nest_service("/mcp", mcp).layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
+    let ops =
+        Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Ops { state, guard });
+    Ok(Router::new().route("/healthz", get(|| async { "ok\n" })).merge(ops).merge(mcp_routes))
+}
+
+/// Readiness: the bare status for anyone (probes); the detail (mode, counts, reload errors
+/// with file paths) only for an allowed Host and, when a token is configured, with it.
+async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
+    let errors = ops.state.errors();
+    let status =
+        if errors.is_empty() { "ready" } else { "ready (serving the last good registry; the latest reload failed)" };
+    if !(ops.guard.host_allowed(&headers) && ops.guard.authorized(&headers)) {
+        return (StatusCode::OK, Json(json!({"status": status}))).into_response();
     }
-    Ok(Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(mcp_routes))
-}
-
-async fn require_bearer(AxState(token): AxState<Arc<String>>, req: Request, next: Next) -> Response {
-    let given =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-    if ok {
-        return next.run(req).await;
-    }
-    let mut resp = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
-    let active = state.current();
-    let errors = state.errors();
+    let active = ops.state.current();
     let body = json!({
-        "status": if errors.is_empty() { "ready" } else { "ready (serving the last good registry; the latest reload failed)" },
+        "status": status,
         "mode": active.mode.name,
         "backends": crate::configure::endpoints(&active),
         "tools": active.tools.len(),
@@ -135,8 +158,15 @@ async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
-    let mut resp = state.metrics.render().into_response();
+/// Prometheus metrics, behind the same Host check and token as /mcp.
+async fn metrics(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
+    if !ops.guard.host_allowed(&headers) {
+        return guard::forbidden_host();
+    }
+    if !ops.guard.authorized(&headers) {
+        return guard::unauthorized();
+    }
+    let mut resp = ops.state.metrics.render().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
 }

@@ -1,7 +1,10 @@
 //! MCP serving: stdio and Streamable HTTP over the active registry.
 
+pub mod guard;
 pub mod handler;
 pub mod http;
+pub mod jsonrpc;
+pub mod listen;
 pub mod metrics;
 pub mod reload;
 pub mod state;
@@ -25,6 +28,10 @@ pub struct ServeArgs {
     /// Do not watch the spec directories for changes.
     #[arg(long)]
     pub no_reload: bool,
+    /// Allow an HTTP bind beyond loopback without a bearer token (trusted networks only;
+    /// otherwise such a bind is refused).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// MCP transports.
@@ -43,6 +50,9 @@ impl ServeArgs {
         }
         if self.stateless {
             http.insert("stateless".into(), true.into());
+        }
+        if self.insecure_no_auth {
+            http.insert("insecure_no_auth".into(), true.into());
         }
         if !http.is_empty() {
             flags.insert("http".into(), http.into());
