@@ -92,12 +92,18 @@ pub enum Command {
     /// stdio is for local clients such as Claude Desktop (logs go to stderr). HTTP serves
     /// Streamable HTTP at /mcp plus /healthz, /readyz and /metrics, on 127.0.0.1:8080 unless
     /// --bind says otherwise; Host and Origin are checked, and CHM_HTTP__TOKEN_FILE requires a
-    /// bearer token. Spec files are watched and reloaded (the last good set keeps serving).
+    /// bearer token (a bind beyond loopback without one is refused unless --insecure-no-auth).
+    /// Spec files are watched and reloaded (the last good set keeps serving).
+    ///
+    /// HTTP limits (CHM_HTTP__<NAME>, default): MAX_SESSIONS (1000), MAX_SESSIONS_PER_CLIENT
+    /// (100), SESSION_IDLE_SECONDS (300), MAX_CONNECTIONS (512), HEADER_TIMEOUT_SECONDS (15,
+    /// also the keep-alive idle limit), BODY_TIMEOUT_SECONDS (30), BODY_LIMIT (4 MiB),
+    /// RATE_LIMIT_PER_SECOND (100 per client address on /mcp; 0 = off).
     ///
     /// Examples:
     ///   cluster-health-mcp serve                                  # demo cluster over stdio
     ///   cluster-health-mcp --mode standalone serve --transport http
-    ///   cluster-health-mcp --mode monitoring serve --transport http --bind 0.0.0.0:8080 --stateless
+    ///   CHM_HTTP__TOKEN_FILE=/run/token cluster-health-mcp --mode monitoring serve --transport http --bind 0.0.0.0:8080 --stateless
     #[command(verbatim_doc_comment)]
     Serve(crate::mcp::ServeArgs),
     /// Offline cluster snapshots: serve one as a Kubernetes API, inspect, generate.

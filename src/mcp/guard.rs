@@ -23,6 +23,7 @@ use crate::settings::HttpSettings;
 /// Everything the guards need, shared by all requests.
 pub struct Guard {
     token: Option<String>,
+    insecure_no_auth: bool,
     /// Accepted Host values; empty accepts any.
     hosts: Vec<String>,
     stateless: bool,
@@ -42,6 +43,7 @@ impl Guard {
     ) -> Guard {
         Guard {
             token,
+            insecure_no_auth: settings.insecure_no_auth,
             hosts,
             stateless: settings.stateless,
             body_limit: settings.body_limit,
@@ -66,6 +68,17 @@ impl Guard {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim());
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+    }
+
+    /// May this request read /metrics or the /readyz detail? With a token configured, the
+    /// token decides (a DNS-rebinding page cannot send it); without one, the Host must be
+    /// allowed, unless `insecure_no_auth` declared the network trusted (probes and scrapers
+    /// use the pod IP as Host).
+    pub fn operational(&self, headers: &HeaderMap) -> Result<(), Response> {
+        if self.token.is_some() {
+            return if self.authorized(headers) { Ok(()) } else { Err(unauthorized()) };
+        }
+        if self.insecure_no_auth || self.host_allowed(headers) { Ok(()) } else { Err(forbidden_host()) }
     }
 
     /// Is the Host header one of the allowed hosts (any Host when no list applies)?

@@ -30,7 +30,7 @@ pub async fn serve(state: Arc<State>, settings: &HttpSettings) -> anyhow::Result
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
     let addr = listener.local_addr()?;
-    check_bind(settings, addr)?;
+    check_bind(settings, addr).map_err(|e| anyhow::anyhow!("{e} (bind {})", settings.bind))?;
     let ct = CancellationToken::new();
     let app = router(state, settings, addr, ct.clone())?;
     tracing::info!(%addr, "serving MCP over Streamable HTTP at http://{addr}/mcp");
@@ -54,7 +54,7 @@ fn check_bind(settings: &HttpSettings, addr: SocketAddr) -> anyhow::Result<()> {
     }
     anyhow::ensure!(
         settings.insecure_no_auth,
-        "refusing to serve on {addr} without authentication: anyone who can reach it could call every tool. \
+        "refusing to serve beyond loopback without authentication: anyone who can reach it could call every tool. \
          Set a bearer token (CHM_HTTP__TOKEN_FILE=/path), bind 127.0.0.1, or pass --insecure-no-auth on a trusted network"
     );
     tracing::warn!(%addr, "serving beyond loopback WITHOUT authentication (--insecure-no-auth)");
@@ -137,12 +137,12 @@ pub fn router(
 }
 
 /// Readiness: the bare status for anyone (probes); the detail (mode, counts, reload errors
-/// with file paths) only for an allowed Host and, when a token is configured, with it.
+/// with file paths) as for /metrics.
 async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
     let errors = ops.state.errors();
     let status =
         if errors.is_empty() { "ready" } else { "ready (serving the last good registry; the latest reload failed)" };
-    if !(ops.guard.host_allowed(&headers) && ops.guard.authorized(&headers)) {
+    if ops.guard.operational(&headers).is_err() {
         return (StatusCode::OK, Json(json!({"status": status}))).into_response();
     }
     let active = ops.state.current();
@@ -158,13 +158,11 @@ async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-/// Prometheus metrics, behind the same Host check and token as /mcp.
+/// Prometheus metrics, behind the token as /mcp, or without one the Host check
+/// ([`Guard::operational`]).
 async fn metrics(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
-    if !ops.guard.host_allowed(&headers) {
-        return guard::forbidden_host();
-    }
-    if !ops.guard.authorized(&headers) {
-        return guard::unauthorized();
+    if let Err(resp) = ops.guard.operational(&headers) {
+        return resp;
     }
     let mut resp = ops.state.metrics.render().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
