@@ -74,11 +74,12 @@ impl Guard {
     /// token decides (a DNS-rebinding page cannot send it); without one, the Host must be
     /// allowed, unless `insecure_no_auth` declared the network trusted (probes and scrapers
     /// use the pod IP as Host).
-    pub fn operational(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// Returns the refusal, if any.
+    pub fn operational(&self, headers: &HeaderMap) -> Option<Response> {
         if self.token.is_some() {
-            return if self.authorized(headers) { Ok(()) } else { Err(unauthorized()) };
+            return (!self.authorized(headers)).then(unauthorized);
         }
-        if self.insecure_no_auth || self.host_allowed(headers) { Ok(()) } else { Err(forbidden_host()) }
+        (!(self.insecure_no_auth || self.host_allowed(headers))).then(forbidden_host)
     }
 
     /// Is the Host header one of the allowed hosts (any Host when no list applies)?

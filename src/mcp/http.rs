@@ -142,7 +142,7 @@ async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
     let errors = ops.state.errors();
     let status =
         if errors.is_empty() { "ready" } else { "ready (serving the last good registry; the latest reload failed)" };
-    if ops.guard.operational(&headers).is_err() {
+    if ops.guard.operational(&headers).is_some() {
         return (StatusCode::OK, Json(json!({"status": status}))).into_response();
     }
     let active = ops.state.current();
@@ -161,7 +161,7 @@ async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
 /// Prometheus metrics, behind the token as /mcp, or without one the Host check
 /// ([`Guard::operational`]).
 async fn metrics(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
-    if let Err(resp) = ops.guard.operational(&headers) {
+    if let Some(resp) = ops.guard.operational(&headers) {
         return resp;
     }
     let mut resp = ops.state.metrics.render().into_response();
