@@ -411,11 +411,14 @@ impl Slot {
     }
 
     /// Whole values that are unsafe although every character is allowed.
-    fn forbidden(self) -> Vec<String> {
+    fn forbidden(self) -> &'static [String] {
+        static KEYWORDS: LazyLock<Vec<String>> =
+            LazyLock::new(|| PROMQL_KEYWORDS.iter().flat_map(|k| case_variants(k)).collect());
+        static DOTS: LazyLock<Vec<String>> = LazyLock::new(|| vec![".".into(), "..".into()]);
         match self {
-            Slot::PromRaw => PROMQL_KEYWORDS.iter().flat_map(|k| case_variants(k)).collect(),
-            Slot::PathSegment => vec![".".into(), "..".into()],
-            _ => Vec::new(),
+            Slot::PromRaw => &KEYWORDS,
+            Slot::PathSegment => &DOTS,
+            _ => &[],
         }
     }
 
@@ -926,7 +929,7 @@ impl Linter<'_> {
             }
             Lang::Pattern(pat) => {
                 let bad = unsafe_char(&pat.hir, slot);
-                let reserved = slot.forbidden().into_iter().find(|f| pat.regex.is_match(f));
+                let reserved = slot.forbidden().iter().find(|f| pat.regex.is_match(f));
                 if bad.is_some() || reserved.is_some() {
                     let why = match (bad, reserved) {
                         (Some(c), _) => format!("it allows {c:?}"),
@@ -1352,6 +1355,11 @@ mod tests {
             "{% filter upper %}{{ x | promql_string }}{% endfilter %}",
             "{% autoescape false %}{{ x }}{% endautoescape %}",
             "{% include 'other' %}",
+            "{% import 'other' as o %}{{ o.q(x) }}",
+            "{% from 'other' import q %}{{ q(x) }}",
+            "{% extends 'other' %}",
+            "{% block b %}{{ x }}{% endblock %}",
+            "{% do x.append(1) %}",
         ] {
             let v = check(src, Promql, &[free("x")], false);
             assert!(v.iter().any(|v| v.message.contains("request templates may not use")), "{src}: {v:#?}");
