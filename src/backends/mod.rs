@@ -7,6 +7,8 @@
 //! one registration point: it generates the binding and call enums (serde + JSON Schema), the
 //! typed request and client enums and their dispatch.
 
+#[cfg(test)]
+pub mod echo;
 pub mod http;
 pub mod kubernetes;
 pub mod logs;
@@ -208,13 +210,14 @@ pub trait Kind: 'static {
 
 /// Generate the enums over all kinds and their dispatch. One line per kind.
 macro_rules! kinds {
-    ($($variant:ident => $module:ident :: $kind:ident),+ $(,)?) => {
+    ($($(#[$cfg:meta])* $variant:ident => $module:ident :: $kind:ident),+ $(,)?) => {
         /// Body of a Backend document: its `type` names the kind.
         #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
         #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
         pub enum BackendSpec {
             $(
                 #[doc = concat!("A `", stringify!($module), "` backend.")]
+                $(#[$cfg])*
                 $variant(<$module::$kind as Kind>::Binding),
             )+
         }
@@ -227,6 +230,7 @@ macro_rules! kinds {
         pub enum CallSpec {
             $(
                 #[doc = concat!("A `", stringify!($module), "` call.")]
+                $(#[$cfg])*
                 $variant(<$module::$kind as Kind>::Call),
             )+
         }
@@ -234,58 +238,63 @@ macro_rules! kinds {
         /// A rendered call, typed by its kind.
         #[derive(Debug)]
         pub enum Request {
-            $( $variant(<$module::$kind as Kind>::Request), )+
+            $( $(#[$cfg])* $variant(<$module::$kind as Kind>::Request), )+
         }
 
         /// A constructed backend client.
         pub enum Client {
-            $( $variant(<$module::$kind as Kind>::Client), )+
+            $( $(#[$cfg])* $variant(<$module::$kind as Kind>::Client), )+
             /// A backend whose setup failed: every call says why.
             Unavailable { name: String, reason: String },
         }
 
         /// The names of every kind, in registration order.
-        pub const KIND_NAMES: &[&str] = &[$(<$module::$kind as Kind>::NAME),+];
+        #[allow(clippy::vec_init_then_push)] // each push may be compiled out by its cfg
+        pub fn kind_names() -> Vec<&'static str> {
+            let mut names = Vec::new();
+            $( $(#[$cfg])* names.push(<$module::$kind as Kind>::NAME); )+
+            names
+        }
 
         impl BackendSpec {
             /// The kind name (`http`, `kubernetes`, `prometheus`).
             pub fn type_name(&self) -> &'static str {
-                match self { $( Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
+                match self { $( $(#[$cfg])* Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
             }
         }
 
         impl CallSpec {
             /// The kind name.
             pub fn kind_name(&self) -> &'static str {
-                match self { $( Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
+                match self { $( $(#[$cfg])* Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
             }
             /// The binding the call names.
             pub fn binding(&self) -> &str {
-                match self { $( Self::$variant(c) => <$module::$kind as Kind>::binding(c), )+ }
+                match self { $( $(#[$cfg])* Self::$variant(c) => <$module::$kind as Kind>::binding(c), )+ }
             }
             /// What the call does to the world.
             pub fn effect(&self) -> Effect {
-                match self { $( Self::$variant(c) => <$module::$kind as Kind>::effect(c), )+ }
+                match self { $( $(#[$cfg])* Self::$variant(c) => <$module::$kind as Kind>::effect(c), )+ }
             }
             /// The field deciding the effect and the action in words.
             pub fn action(&self) -> (&'static str, String) {
-                match self { $( Self::$variant(c) => <$module::$kind as Kind>::action(c), )+ }
+                match self { $( $(#[$cfg])* Self::$variant(c) => <$module::$kind as Kind>::action(c), )+ }
             }
             /// The context of a templated field of this call.
             pub fn field(&self, pointer: &str) -> Option<TextContext> {
-                match self { $( Self::$variant(_) => <$module::$kind as Kind>::field(pointer), )+ }
+                match self { $( $(#[$cfg])* Self::$variant(_) => <$module::$kind as Kind>::field(pointer), )+ }
             }
             /// The call's own JSON (the body under its kind key): its string leaves are the
             /// templates.
             pub fn body_json(&self) -> Value {
                 match self {
-                    $( Self::$variant(c) => serde_json::to_value(c).expect("call specs serialize"), )+
+                    $( $(#[$cfg])* Self::$variant(c) => serde_json::to_value(c).expect("call specs serialize"), )+
                 }
             }
             /// Type a rendered body (the call's JSON with its templates filled in).
             pub fn typed(&self, rendered: Value) -> Result<Request, serde_json::Error> {
                 Ok(match self {
-                    $( Self::$variant(_) => Request::$variant(serde_json::from_value(rendered)?), )+
+                    $( $(#[$cfg])* Self::$variant(_) => Request::$variant(serde_json::from_value(rendered)?), )+
                 })
             }
         }
@@ -295,7 +304,7 @@ macro_rules! kinds {
             /// client so that startup never blocks or dies on one bad backend.
             pub fn build(name: &str, spec: &BackendSpec) -> Client {
                 let built = match spec {
-                    $( BackendSpec::$variant(b) => <$module::$kind as Kind>::connect(name, b).map(Client::$variant), )+
+                    $( $(#[$cfg])* BackendSpec::$variant(b) => <$module::$kind as Kind>::connect(name, b).map(Client::$variant), )+
                 };
                 built.unwrap_or_else(|reason| Client::Unavailable { name: name.to_string(), reason })
             }
@@ -303,7 +312,7 @@ macro_rules! kinds {
             /// Perform a rendered request.
             pub async fn call(&self, name: &str, request: Request, timeout: Option<Duration>) -> Result<Value, Error> {
                 match (self, request) {
-                    $( (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::call(c, r, timeout).await, )+
+                    $( $(#[$cfg])* (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::call(c, r, timeout).await, )+
                     (Client::Unavailable { reason, .. }, _) => Err(Error::new(name, ErrorKind::Unavailable, reason.clone())),
                     #[allow(unreachable_patterns)]
                     _ => Err(Error::new(name, ErrorKind::InvalidRequest, "the step's call is of another backend kind")),
@@ -313,7 +322,7 @@ macro_rules! kinds {
             /// The exact request that would be sent, secrets redacted (for `render`).
             pub fn describe(&self, request: &Request) -> Value {
                 match (self, request) {
-                    $( (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::describe(c, r), )+
+                    $( $(#[$cfg])* (Client::$variant(c), Request::$variant(r)) => <$module::$kind as Kind>::describe(c, r), )+
                     (Client::Unavailable { reason, .. }, r) => serde_json::json!({"request": format!("{r:?}"), "unavailable": reason}),
                     #[allow(unreachable_patterns)]
                     _ => serde_json::json!({"error": "the step's call is of another backend kind"}),
@@ -323,7 +332,7 @@ macro_rules! kinds {
             /// The time "now" means for this backend's data, if not the clock.
             pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
                 match self {
-                    $( Client::$variant(c) => <$module::$kind as Kind>::reference_time(c), )+
+                    $( $(#[$cfg])* Client::$variant(c) => <$module::$kind as Kind>::reference_time(c), )+
                     Client::Unavailable { .. } => None,
                 }
             }
@@ -335,6 +344,8 @@ kinds! {
     Http => http::Http,
     Kubernetes => kubernetes::Kubernetes,
     Prometheus => prometheus::Prometheus,
+    #[cfg(test)]
+    Echo => echo::Echo,
 }
 
 /// The clients of a mode's enabled backends.

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::backends::Effect;
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +42,17 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let width = active.exposure.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
     for e in &active.exposure {
         let status = if e.exposed { "exposed".to_string() } else { format!("hidden: {}", e.reason) };
-        super::out(&format!("{:<8} {:<width$}  {}", e.kind, e.name, status));
+        // Every tool and resource says what it does to the world: read, write, or a non-GET
+        // call declared side-effect free.
+        let effect = match e.effect {
+            None => "",
+            Some(Effect::Read) => "read",
+            Some(Effect::SideEffectFree) => "read*",
+            Some(Effect::Write) => "WRITE",
+        };
+        let notes = if e.effects.is_empty() { String::new() } else { format!(" [{}]", e.effects.join("; ")) };
+        let line = format!("{:<8} {:<width$}  {effect:<5}  {status}{notes}", e.kind, e.name);
+        super::out(line.trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -223,6 +223,29 @@ pub struct Exposure {
     /// Why it is hidden (empty when exposed).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Tools and resources: what their steps do to the world (the strongest effect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+    /// The steps that write or declare a non-GET call side-effect free, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<String>,
+}
+
+impl Procedure {
+    /// Steps that are not plain reads, in words (`step restart: verb `rollout-restart``).
+    pub fn effect_notes(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|s| s.effect != Effect::Read)
+            .map(|s| {
+                let (_, action) = s.call.action();
+                match s.effect {
+                    Effect::SideEffectFree => format!("step {}: {action}, declared side-effect free", s.name),
+                    _ => format!("step {}: {action} writes", s.name),
+                }
+            })
+            .collect()
+    }
 }
 
 fn selected(sel: &SelectorSpec, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
@@ -253,23 +276,25 @@ impl Registry {
                 Err(format!("needs backend {} which mode `{}` does not enable", missing.join(", "), mode.name))
             }
         };
-        let decide = |kind: &'static str, name: &str, result: Result<(), String>| Exposure {
+        let decide = |kind: &'static str, name: &str, proc: Option<&Procedure>, result: Result<(), String>| Exposure {
             kind,
             name: name.to_string(),
             exposed: result.is_ok(),
             reason: result.err().unwrap_or_default(),
+            effect: proc.map(Procedure::effect),
+            effects: proc.map(Procedure::effect_notes).unwrap_or_default(),
         };
         let mut out = Vec::new();
         for t in self.tools.values() {
             let r = selected(&mode.spec.tools, &t.name, &t.labels).and_then(|_| needs(&t.proc.requires));
-            out.push(decide("Tool", &t.name, r));
+            out.push(decide("Tool", &t.name, Some(&t.proc), r));
         }
         for r in self.resources.values() {
             let res = selected(&mode.spec.resources, &r.name, &r.labels).and_then(|_| needs(&r.proc.requires));
-            out.push(decide("Resource", &r.name, res));
+            out.push(decide("Resource", &r.name, Some(&r.proc), res));
         }
         for p in self.prompts.values() {
-            out.push(decide("Prompt", &p.name, selected(&mode.spec.prompts, &p.name, &p.labels)));
+            out.push(decide("Prompt", &p.name, None, selected(&mode.spec.prompts, &p.name, &p.labels)));
         }
         out
     }

@@ -244,7 +244,7 @@ impl<'de> Deserialize<'de> for StepSpec {
             let found: Vec<&String> = map.keys().collect();
             return Err(D::Error::custom(format!(
                 "a step makes exactly one backend call (one of {}); found {}",
-                crate::backends::KIND_NAMES.join(", "),
+                crate::backends::kind_names().join(", "),
                 if found.is_empty() { "none".to_string() } else { format!("{found:?}") }
             )));
         }

@@ -277,6 +277,9 @@ impl HttpBackend {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 self.error(ErrorKind::Timeout, format!("no answer within {timeout:?}")).at(&target)
+            } else if e.is_builder() {
+                self.error(ErrorKind::InvalidRequest, format!("the request cannot be built: {}", error_chain(&e)))
+                    .at(&target)
             } else {
                 self.error(
                     ErrorKind::Unreachable,
