@@ -329,6 +329,31 @@ async fn checks(prom: &Prometheus) {
     let out = call(&active, "query-prometheus", json!({"query": q})).await.unwrap();
     let got = out.structured["result"][0]["value"].as_f64().unwrap();
     assert!((got - w["value"].as_f64().unwrap()).abs() <= 0.015, "{}", out.text);
+    // The evaluation time: at T (the reference time of expected.json) the value is exact.
+    let t = prom.expected["reference_time"].as_f64().unwrap();
+    let at_t = call(&active, "query-prometheus", json!({"query": q, "time": format!("{t:.0}")})).await.unwrap();
+    let got = at_t.structured["result"][0]["value"].as_f64().unwrap();
+    let want = w["value"].as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-9 * want.abs(), "at T: {got} vs {want}: {}", at_t.text);
+    let util = call(&active, "get-node-utilization", json!({"time": format!("{t:.0}")})).await.unwrap();
+    for w in prom.expected("node_cpu_utilisation") {
+        let row =
+            util.structured["nodes"].as_array().unwrap().iter().find(|r| r["node"] == w["labels"]["instance"]).unwrap();
+        let want = (w["value"].as_f64().unwrap() * 1000.0).round() / 10.0;
+        assert_eq!(row["cpu_percent"].as_f64().unwrap(), want, "get-node-utilization at T: {}", util.text);
+    }
+    assert!(
+        util.text.starts_with("Cluster average") && util.text.contains(&format!("(evaluated at {t:.0})")),
+        "{}",
+        util.text
+    );
+    // An hour before T the CPU reads differently (diurnal cycle), so `time` is really sent.
+    let earlier =
+        call(&active, "query-prometheus", json!({"query": q, "time": format!("{:.0}", t - 3600.0)})).await.unwrap();
+    assert_ne!(earlier.structured["result"][0]["value"], at_t.structured["result"][0]["value"]);
+    let trends =
+        call(&active, "get-capacity-trends", json!({"window": "1d", "time": format!("{t:.0}")})).await.unwrap();
+    assert!(trends.structured["resources"][0]["current"].as_f64().is_some(), "a window ending at T: {}", trends.text);
     let range = call(&active, "query-prometheus", json!({"query": "sum(rate(container_cpu_usage_seconds_total{namespace=\"payments\"}[5m]))", "type": "range", "start": "-6h"})).await.unwrap();
     let s = &range.structured["result"][0];
     assert!(

@@ -153,8 +153,14 @@ impl PrometheusBackend {
             }
             PrometheusEndpoint::QueryRange => {
                 need_query()?;
-                let start = time(&req.start, "-1h")?;
                 let end = time(&req.end, "now")?;
+                // `end-7d`: a window ending at `end` (a tool's evaluation time).
+                let start = match req.start.as_deref().map(str::trim).and_then(|s| s.strip_prefix("end-")) {
+                    Some(d) => {
+                        end - parse_duration(d).ok_or_else(|| self.invalid(format!("bad duration in `end-{d}`")))?
+                    }
+                    None => time(&req.start, "-1h")?,
+                };
                 if end <= start {
                     return Err(self.invalid("range end must be after start"));
                 }

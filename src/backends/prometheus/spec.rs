@@ -115,7 +115,8 @@ pub struct PrometheusCallSpec {
     /// `promql_duration`. The rendered query is parsed and must keep the template's structure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    /// Range start: RFC 3339, unix seconds, `now` or relative (`-1h`).
+    /// Range start: RFC 3339, unix seconds, `now`, relative to now (`-1h`) or to the range
+    /// end (`end-7d`, for a window ending at a tool's evaluation time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
     /// Range end (default `now`); for instant queries, the evaluation time.
