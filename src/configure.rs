@@ -85,8 +85,12 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
     for (key, patch) in &settings.backends {
         let Some(name) = registry.backends.keys().find(|n| same_name(n, key)) else {
             let known: Vec<&str> = registry.backends.keys().map(String::as_str).collect();
+            let hint = match crate::spec::load::did_you_mean(key, &known) {
+                Some(k) => format!("did you mean `{k}`? "),
+                None => String::new(),
+            };
             return Err(format!(
-                "settings name an unknown backend `{key}` (backends.{key}); known backends: {}",
+                "settings name an unknown backend `{key}` (backends.{key}); {hint}known backends: {}",
                 known.join(", ")
             ));
         };
@@ -102,6 +106,14 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
             continue;
         }
         merge_patch(patches.entry(name.clone()).or_insert(Value::Null), &camel_keys(patch));
+    }
+    if let Some(dir) = &settings.snapshot
+        && !dir.starts_with("builtin:")
+        && !std::path::Path::new(dir).is_dir()
+    {
+        return Err(format!(
+            "--snapshot {dir}: not a directory (a directory of manifests, a must-gather, or builtin:demo)"
+        ));
     }
     let mut snapshot_used = false;
     let mut out = Vec::new();
@@ -265,7 +277,13 @@ mod tests {
     #[test]
     fn an_unknown_backend_in_settings_is_refused() {
         let e = active(&settings(json!({"promethus": {"url": "http://x"}}), None)).err().unwrap();
-        assert!(e.contains("unknown backend `promethus`") && e.contains("prometheus"), "{e}");
+        assert!(e.contains("unknown backend `promethus`") && e.contains("did you mean `prometheus`?"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_snapshot_directory_is_refused_before_anything_runs() {
+        let e = active(&settings(json!({}), Some("/nonexistent/snap"))).err().unwrap();
+        assert!(e.contains("--snapshot /nonexistent/snap: not a directory"), "{e}");
     }
 
     #[test]
@@ -276,8 +294,10 @@ mod tests {
 
     #[test]
     fn snapshot_replaces_the_kubernetes_source_only() {
-        let a = active(&settings(json!({}), Some("/data/snap"))).unwrap();
-        assert_eq!(endpoints(&a)["kubernetes"], "snapshot /data/snap");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let a = active(&settings(json!({}), Some(path))).unwrap();
+        assert_eq!(endpoints(&a)["kubernetes"], format!("snapshot {path}"));
         assert_eq!(endpoints(&a)["prometheus"], "http://127.0.0.1:9090");
     }
 
