@@ -403,9 +403,11 @@ def test_rendered_deployment_serves_mcp_to_the_service_name(case: str, chart: he
     server = subprocess.Popen([chm_bin(), *args], env=env, cwd=tmp_path / "cwd", stdout=log, stderr=log)
     try:
         url = f"http://127.0.0.1:{port}"
+        token = bool(values.get("http", {}).get("tokenSecret"))
+        auth = {"Authorization": f"Bearer {TOKEN}"} if token else {}
         for _ in range(200):
             try:
-                ready = httpx.get(f"{url}/readyz", timeout=1).json()
+                ready = httpx.get(f"{url}/readyz", headers=auth, timeout=1).json()
                 break
             except httpx.TransportError:
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()
@@ -421,10 +423,11 @@ def test_rendered_deployment_serves_mcp_to_the_service_name(case: str, chart: he
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
         }
         headers = {"Accept": "application/json, text/event-stream"}
-        if values.get("http", {}).get("tokenSecret"):
+        if token:
             r = httpx.post(f"{url}/mcp", json=init, headers={**headers, "Host": "localhost"})
             assert r.status_code == 401, r.text
-            headers["Authorization"] = f"Bearer {TOKEN}"
+            assert "backends" not in httpx.get(f"{url}/readyz").json(), "/readyz detail needs the token"
+            headers.update(auth)
         service = f"{RELEASE}-cluster-health-mcp.{NAMESPACE}.svc:8080"
         r = httpx.post(f"{url}/mcp", json=init, headers={**headers, "Host": service})
         assert r.status_code == 200, r.text
