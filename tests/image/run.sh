@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The container image, built and run without a Docker engine:
 #  1. scripts/image-rootfs.sh assembles the image's root filesystem from CHM_BIN;
-#  2. buildah (Debian's, daemonless, vfs storage in a temp dir) builds the real Containerfile,
-#     its `build` stage replaced by that tree (--build-context build=DIR: no registry needed);
+#  2. buildah (Debian's, daemonless, vfs storage in a temp dir) builds the real Containerfile
+#     rootless, as an unprivileged user (nobody, one-UID user namespace), its `build` stage
+#     replaced by that tree (--build-context build=DIR: no registry needed);
 #  3. the image's config is checked (non-root USER, entrypoint, port) and its size reported;
 #  4. the image runs (buildah run, chroot isolation, as the image's USER): a tool call on the
 #     embedded demo cluster, then `serve` over HTTP: startup time to /healthz, /readyz, the
 #     server's UID;
 #  5. the same tree runs read-only as UID 65532 in an otherwise empty root (chroot).
-# Needs root (buildah's storage, chroot), buildah and curl (scripts/test-deps.sh installs them).
+# Runs as root (to drop to the build user, to chroot, and for `buildah run`); buildah and curl
+# come from scripts/test-deps.sh.
 #
 #   CHM_BIN=target/debug/cluster-health-mcp tests/image/run.sh
 set -euo pipefail
@@ -19,7 +21,7 @@ log() { echo "image: $*" >&2; }
 bin="${CHM_BIN:-$root/target/debug/cluster-health-mcp}"
 [[ -x "$bin" ]] || die "CHM_BIN=$bin is not an executable (cargo build first)"
 [[ $(id -u) -eq 0 ]] || die "needs root (buildah storage and chroot)"
-for b in buildah curl chroot unshare; do command -v "$b" >/dev/null || die "$b not found (run scripts/test-deps.sh)"; done
+for b in buildah curl chroot unshare setpriv; do command -v "$b" >/dev/null || die "$b not found (run scripts/test-deps.sh)"; done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chm-image.XXXXXX")"
 pid=""
@@ -31,17 +33,29 @@ cleanup() {
 }
 trap cleanup EXIT
 B=(--root "$work/storage" --runroot "$work/run" --storage-driver vfs)
+# The rootless builder: nobody, in a user namespace that maps only its own UID.
+builder_uid=65534
+rootless=(setpriv --reuid=$builder_uid --regid=$builder_uid --clear-groups
+  env HOME="$work/home" XDG_RUNTIME_DIR="$work/home"
+  buildah --root "$work/storage" --runroot "$work/run-rootless" --storage-driver vfs)
 
 # 1. The root filesystem.
 "$root/scripts/image-rootfs.sh" "$bin" "$work/ctx/rootfs"
 
-# 2. Build the Containerfile (empty context: the build stage is replaced, nothing is copied).
-mkdir "$work/empty"
-buildah "${B[@]}" build --quiet --build-context "build=$work/ctx" -f "$root/Containerfile" \
-  -t localhost/cluster-health-mcp:ci "$work/empty" >"$work/build.log" 2>&1 || {
+# 2. Build the Containerfile rootless (empty context: the build stage is replaced, nothing
+#    else is copied). The user's files: the tree, an empty context, a home, the storage.
+mkdir "$work/empty" "$work/home"
+cp "$root/Containerfile" "$work/Containerfile"
+chmod 0711 "$work"
+chown -R "$builder_uid:$builder_uid" "$work/ctx" "$work/empty" "$work/home" "$work/Containerfile"
+install -d -o "$builder_uid" -g "$builder_uid" "$work/storage" "$work/run-rootless"
+(cd "$work/home" && "${rootless[@]}" build --quiet --build-context "build=$work/ctx" -f "$work/Containerfile" \
+  -t localhost/cluster-health-mcp:ci "$work/empty") >"$work/build.log" 2>&1 || {
   cat "$work/build.log" >&2
-  die "buildah build failed"
+  die "rootless buildah build (as UID $builder_uid) failed"
 }
+not_builder="$(find "$work/storage" ! -user "$builder_uid" -print -quit)"
+[[ -z "$not_builder" ]] || die "the build wrote $not_builder as another user than UID $builder_uid"
 
 # 3. The image's configuration.
 cfg="$(buildah "${B[@]}" inspect --type image localhost/cluster-health-mcp:ci)"
@@ -54,7 +68,7 @@ check 'c["Entrypoint"]' '["/usr/bin/cluster-health-mcp"]'
 check 'c["Cmd"]' '["serve", "--transport=http", "--bind=0.0.0.0:8080"]'
 check 'sorted(c["ExposedPorts"])' '["8080/tcp"]'
 size="$(buildah "${B[@]}" images --format '{{.Size}}' localhost/cluster-health-mcp:ci)"
-log "built localhost/cluster-health-mcp:ci ($size, from $(basename "$bin") $(du -h "$bin" | cut -f1))"
+log "built localhost/cluster-health-mcp:ci rootless as UID $builder_uid ($size, from $(basename "$bin") $(du -h "$bin" | cut -f1))"
 
 # The image holds exactly the tree (no shell, no package manager).
 ctr="$(buildah "${B[@]}" from localhost/cluster-health-mcp:ci)"
@@ -100,4 +114,4 @@ out="$(unshare --mount --propagation private sh -c '
   exec chroot --userspec=65532:0 "$1" /usr/bin/cluster-health-mcp call get-cluster-health --text
 ' sh "$work/ctx/rootfs")"
 grep -qi 'nodes' <<<"$out" || die "get-cluster-health in the read-only root answered: $out"
-log "OK: image built by buildah $(buildah --version | awk '{print $3}'), runs as non-root, read-only root works"
+log "OK: image built rootless by buildah $(buildah --version | awk '{print $3}'), runs as non-root, read-only root works"
