@@ -25,6 +25,14 @@ pub enum SnapshotCommand {
         /// Also write the kubeconfig to this file.
         #[arg(long, value_name = "FILE")]
         kubeconfig: Option<PathBuf>,
+        /// Serve Secret values as they are in the snapshot (by default every value of a
+        /// Secret's data and stringData is masked, and its last-applied annotation dropped).
+        #[arg(long)]
+        show_secrets: bool,
+        /// Require this bearer token (read from FILE); the printed kubeconfig carries it.
+        /// Requests must name localhost, 127.0.0.1 or [::1] in their Host header either way.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Summarise what a snapshot holds: object counts by type, logs, unreadable files.
     Info {
@@ -56,17 +64,39 @@ fn load(dir: &str) -> anyhow::Result<crate::snapshot::api::Shared> {
 
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match &args.command {
-        SnapshotCommand::Serve { dir, port, kubeconfig } => {
+        SnapshotCommand::Serve { dir, port, kubeconfig, show_secrets, token_file } => {
             let store = load(dir)?;
+            if !show_secrets {
+                let masked =
+                    crate::snapshot::serve::mask_secrets(&mut store.write().unwrap_or_else(|e| e.into_inner()));
+                tracing::info!(secrets = masked, "Secret values are masked (--show-secrets serves them)");
+            }
+            let token = match token_file {
+                Some(path) => {
+                    let t = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", path.display()))?
+                        .trim()
+                        .to_string();
+                    anyhow::ensure!(!t.is_empty(), "token file {} is empty", path.display());
+                    Some(t)
+                }
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await?;
             let addr = listener.local_addr()?;
-            let config = crate::snapshot::api::kubeconfig(&format!("http://{addr}"));
+            let config = crate::snapshot::serve::kubeconfig(&format!("http://{addr}"), token.as_deref());
             if let Some(path) = kubeconfig {
                 std::fs::write(path, &config)?;
             }
             super::out(&config);
             tracing::info!(%addr, "serving snapshot {dir} as a Kubernetes API");
-            axum::serve(listener, crate::snapshot::api::router(store)).await?;
+            let app = crate::snapshot::serve::guarded(crate::snapshot::api::router(store), token);
+            let limits =
+                crate::mcp::listen::Limits { max_connections: 256, header_timeout: std::time::Duration::from_secs(15) };
+            crate::mcp::listen::serve(listener, app, limits, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
             Ok(ExitCode::SUCCESS)
         }
         SnapshotCommand::Info { dir } => {

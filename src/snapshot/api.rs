@@ -574,9 +574,7 @@ pub fn kube_client(store: Shared) -> kube::Client {
     kube::Client::new(svc, "default")
 }
 
-/// A kubeconfig pointing at a served snapshot.
+/// A kubeconfig pointing at a served snapshot (no token).
 pub fn kubeconfig(url: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: snapshot\n  cluster:\n    server: {url}\ncontexts:\n- name: snapshot\n  context:\n    cluster: snapshot\n    user: snapshot\n    namespace: default\ncurrent-context: snapshot\nusers:\n- name: snapshot\n  user: {{}}\n"
-    )
+    super::serve::kubeconfig(url, None)
 }

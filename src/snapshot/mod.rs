@@ -6,6 +6,7 @@
 pub mod api;
 pub mod generate;
 pub mod selector;
+pub mod serve;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
