@@ -62,7 +62,7 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// File holding a static bearer token required on /mcp.
     pub token_file: Option<PathBuf>,
-    /// Largest accepted request body in bytes.
+    /// Largest accepted request body in bytes (also the longest stdio line).
     pub body_limit: usize,
     /// Listen beyond loopback without `token_file` (a trusted network only). Without it,
     /// such a bind is refused.

@@ -8,6 +8,7 @@ pub mod listen;
 pub mod metrics;
 pub mod reload;
 pub mod state;
+pub mod stdio;
 
 use std::process::ExitCode;
 
@@ -80,11 +81,7 @@ pub async fn serve(args: &ServeArgs, settings: Settings) -> anyhow::Result<ExitC
     let state = state::State::new(active);
     let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
     match args.transport {
-        Transport::Stdio => {
-            use rmcp::ServiceExt;
-            let service = handler::Handler { state }.serve(rmcp::transport::stdio()).await?;
-            service.waiting().await?;
-        }
+        Transport::Stdio => stdio::serve(handler::Handler { state }, settings.http.body_limit).await?,
         Transport::Http => http::serve(state, &settings.http).await?,
     }
     Ok(ExitCode::SUCCESS)
