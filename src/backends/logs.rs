@@ -1,5 +1,5 @@
 //! Pod log lines, optionally filtered by a regular expression, computed off the async
-//! workers: the regex runs on the blocking pool (at most one job per core), stops when the
+//! workers: the regex runs on the blocking pool (one job per core but one), stops when the
 //! call is dropped (timeout or cancellation), matches at most [`MAX_LINE_BYTES`] of each
 //! line and scans at most [`MAX_SCANNED_BYTES`] (the newest lines). A hostile pattern over
 //! a hostile log costs one core until the step's timeout, never the server.
@@ -16,12 +16,17 @@ use crate::engine::clip::clip;
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// Most log text scanned per call, in bytes (the newest lines are kept).
 pub const MAX_SCANNED_BYTES: usize = 32 << 20;
-/// Largest compiled grep pattern (regex's NFA size limit), in bytes.
+/// Largest compiled grep pattern (regex's NFA size limit), in bytes. It bounds the cost of
+/// one line (about 0.15 s for the worst patterns measured at 16 KiB), hence how soon a
+/// stopped filter gives up; `(?:a{100}){100}` (2.4 s a line) is refused.
 const MAX_PATTERN_BYTES: usize = 256 * 1024;
 
-/// One permit per core: CPU-bound log filtering never takes every core.
-static CPU: std::sync::LazyLock<Semaphore> =
-    std::sync::LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+/// One permit per core but one: CPU-bound log filtering leaves a core to the async
+/// workers (health checks, other calls).
+static CPU: std::sync::LazyLock<Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Semaphore::new(cores.saturating_sub(1).max(1))
+});
 
 /// Sets the flag when the awaiting future is dropped, so the blocking job stops.
 struct CancelOnDrop(Arc<AtomicBool>);
