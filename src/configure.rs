@@ -110,9 +110,10 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
     if let Some(dir) = &settings.snapshot
         && !dir.starts_with("builtin:")
         && !std::path::Path::new(dir).is_dir()
+        && !crate::snapshot::is_archive_file(std::path::Path::new(dir))
     {
         return Err(format!(
-            "--snapshot {dir}: not a directory (a directory of manifests, a must-gather, or builtin:demo)"
+            "--snapshot {dir}: not a directory (a directory of manifests, a must-gather, an Insights .tar.gz, or builtin:demo)"
         ));
     }
     let mut snapshot_used = false;

@@ -323,8 +323,9 @@ fn list(
 ) -> Result<Response, Response> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(format!("unable to parse requirement: {e}")))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+    let mut fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad_request(format!("invalid field selector: {e}")))?;
+    fields.check_supported(&rt.group, &rt.kind).map_err(bad_request)?;
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let offset: usize = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(c) => match c.parse() {
@@ -408,7 +409,10 @@ fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Re
         }
     };
     let previous = q.get("previous").is_some_and(|p| p == "true");
-    let entry = s.logs.get(&(ns.to_string(), pod.to_string(), container.clone()));
+    let entry = s
+        .logs
+        .get(&(ns.to_string(), pod.to_string(), container.clone()))
+        .or_else(|| s.logs.get(&(ns.to_string(), pod.to_string(), String::new())));
     let text = match (entry, previous) {
         (Some(l), false) => l.current.clone(),
         (Some(l), true) => l.previous.clone(),

@@ -1,5 +1,6 @@
 //! Offline cluster snapshots: a directory of manifests (Lists or single objects, YAML or
-//! JSON), an OpenShift must-gather, or an Insights archive, loaded into memory and served
+//! JSON), an OpenShift must-gather, or an Insights archive (extracted or the `.tar.gz` itself),
+//! loaded into memory and served
 //! through a Kubernetes-API-shaped router (`api`), so the real kube client works against it
 //! in-process or over `snapshot serve`. Write verbs change the in-memory copy only.
 
@@ -118,6 +119,8 @@ fn kind_from_name(name: &str) -> Option<(&'static str, &'static str)> {
         "persistentvolume" | "persistentvolumes" => ("v1", "PersistentVolume"),
         "persistentvolumeclaim" | "persistentvolumeclaims" => ("v1", "PersistentVolumeClaim"),
         "deployment" | "deployments" => ("apps/v1", "Deployment"),
+        "infrastructure" | "infrastructures" => ("config.openshift.io/v1", "Infrastructure"),
+        "imagestream" | "imagestreams" => ("image.openshift.io/v1", "ImageStream"),
         _ => return None,
     })
 }
@@ -165,8 +168,13 @@ impl Store {
         store
     }
 
-    /// Load a snapshot directory. Unreadable files are recorded in `skipped`, never fatal.
+    /// Load a snapshot directory, or a `.tar.gz` / `.tgz` archive of one (Insights archives
+    /// as the operator uploads them, a packed must-gather). Unreadable files are recorded in
+    /// `skipped`, never fatal.
     pub fn load(dir: &Path) -> std::io::Result<Store> {
+        if dir.is_file() && is_archive(dir) {
+            return Store::load_archive(dir);
+        }
         if !dir.is_dir() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -178,6 +186,40 @@ impl Store {
         walk(dir, &mut files);
         for file in files {
             store.load_file(dir, &file);
+        }
+        Ok(store)
+    }
+
+    /// Load a gzip-compressed tar archive without extracting it.
+    fn load_archive(path: &Path) -> std::io::Result<Store> {
+        use std::io::Read;
+        /// Larger files are not manifests or logs a tool reads; they are named, not loaded.
+        const MAX_FILE: u64 = 256 << 20;
+        let mut store = Store::with_builtin_types();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(path)?));
+        for entry in archive.entries()? {
+            let mut entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    store.skipped.push((path.to_path_buf(), format!("archive unreadable from here on: {e}")));
+                    break;
+                }
+            };
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let Ok(name) = entry.path().map(|p| p.into_owned()) else { continue };
+            // `./config/pod/...` and `config/pod/...` alike.
+            let rel: PathBuf = name.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+            if entry.size() > MAX_FILE {
+                store.skipped.push((rel, format!("{} bytes: larger than {MAX_FILE}", entry.size())));
+                continue;
+            }
+            let mut text = String::new();
+            match entry.read_to_string(&mut text) {
+                Ok(_) => store.load_text(&rel, &text),
+                Err(e) => store.skipped.push((rel, e.to_string())),
+            }
         }
         Ok(store)
     }
@@ -239,41 +281,103 @@ impl Store {
         };
         let dir_hint = rel.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("").to_string();
         let file_hint = rel.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let mut dropped = Vec::new();
         for doc in docs {
             if doc.is_null() {
                 continue;
             }
-            self.add_document(doc, &dir_hint, &file_hint);
+            if let Err(why) = self.add_document(doc, rel, &dir_hint, &file_hint) {
+                dropped.push(why);
+            }
+        }
+        // Name what could not be read: an object silently dropped is a wrong count later.
+        if let Some(first) = dropped.first() {
+            let why = if dropped.len() == 1 { first.clone() } else { format!("{} objects: {first}", dropped.len()) };
+            self.skipped.push((rel.to_path_buf(), why));
         }
     }
 
-    fn add_document(&mut self, doc: Value, dir_hint: &str, file_hint: &str) {
+    fn add_document(&mut self, doc: Value, rel: &Path, dir_hint: &str, file_hint: &str) -> Result<(), String> {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+        // Insights archives keep events reduced to namespace, lastTimestamp, reason, message
+        // and type (events/<namespace>.json): they become Events without an involved object.
+        if kind.is_empty()
+            && rel.iter().next().is_some_and(|c| c == "events")
+            && let Some(items) = doc.get("items").and_then(Value::as_array)
+        {
+            for (i, e) in items.iter().enumerate() {
+                let ns = e.get("namespace").and_then(Value::as_str).unwrap_or(file_hint);
+                let mut event = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": format!("{file_hint}.insights-{i}"), "namespace": ns},
+                    "involvedObject": {"namespace": ns},
+                    "count": 1,
+                });
+                for f in ["type", "reason", "message", "lastTimestamp"] {
+                    if let Some(v) = e.get(f) {
+                        event[f] = v.clone();
+                    }
+                }
+                self.add_object(event, None, None, file_hint, rel)?;
+            }
+            return Ok(());
+        }
         if let Some(items) = doc.get("items").and_then(Value::as_array)
             && (kind.ends_with("List") || kind.is_empty())
         {
             let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_string);
             let api_version = doc.get("apiVersion").and_then(Value::as_str).map(str::to_string);
+            let mut first_err = Ok(());
             for item in items.clone() {
-                self.add_object(item, item_kind.as_deref(), api_version.as_deref(), file_hint);
+                let r = self.add_object(item, item_kind.as_deref(), api_version.as_deref(), file_hint, rel);
+                if first_err.is_ok() {
+                    first_err = r;
+                }
             }
-            return;
+            return first_err;
         }
-        self.add_object(doc, None, None, dir_hint);
+        // An empty List (`items: null`, as `oc get -o yaml` writes it) holds nothing.
+        if kind.ends_with("List") && doc.get("items").is_none_or(Value::is_null) {
+            return Ok(());
+        }
+        self.add_object(doc, None, None, dir_hint, rel)
     }
 
-    fn add_object(&mut self, mut obj: Value, kind_hint: Option<&str>, api_hint: Option<&str>, name_hint: &str) {
-        if !obj.is_object() || obj.pointer("/metadata/name").and_then(Value::as_str).is_none() {
-            return;
+    fn add_object(
+        &mut self,
+        mut obj: Value,
+        kind_hint: Option<&str>,
+        api_hint: Option<&str>,
+        name_hint: &str,
+        rel: &Path,
+    ) -> Result<(), String> {
+        if !obj.is_object() {
+            return Err("not a Kubernetes object (not a JSON/YAML mapping)".into());
+        }
+        if obj.pointer("/metadata/name").and_then(Value::as_str).is_none() {
+            return Err("not a Kubernetes object (no metadata.name)".into());
         }
         // Objects from Lists or archives may omit apiVersion/kind: infer from the List,
-        // the selfLink, or the directory name.
+        // the selfLink, the directory name, or a folder above it (Insights archives keep
+        // pods as config/pod/<namespace>/<pod>.json).
         if obj.get("kind").and_then(Value::as_str).is_none() {
             let inferred = kind_hint
                 .map(|k| (api_hint.unwrap_or("v1").to_string(), k.to_string()))
                 .or_else(|| from_self_link(&obj))
-                .or_else(|| kind_from_name(name_hint).map(|(a, k)| (a.to_string(), k.to_string())));
-            let Some((api, kind)) = inferred else { return };
+                .or_else(|| kind_from_name(name_hint).map(|(a, k)| (a.to_string(), k.to_string())))
+                .or_else(|| {
+                    // `namespaces/` is the layout's namespace folder, not the object's kind.
+                    rel.parent()?
+                        .iter()
+                        .rev()
+                        .filter_map(|c| c.to_str())
+                        .filter(|c| *c != "namespaces")
+                        .find_map(kind_from_name)
+                        .map(|(a, k)| (a.to_string(), k.to_string()))
+                });
+            let Some((api, kind)) = inferred else {
+                return Err("no kind: neither the object, its selfLink nor its path says what it is".into());
+            };
             obj["kind"] = Value::String(kind);
             if obj.get("apiVersion").is_none() {
                 obj["apiVersion"] = Value::String(api);
@@ -298,12 +402,20 @@ impl Store {
             obj["metadata"]["resourceVersion"] = Value::String("1".into());
         }
         self.objects.entry(key).or_default().insert((ns, name), obj);
+        Ok(())
     }
 
     fn load_log(&mut self, rel: &Path, text: &str) {
         // must-gather: namespaces/<ns>/pods/<pod>/<container>/<container>/logs/{current,previous}.log
         // insights:    .../namespaces/<ns>/pods/<pod>/containers/<container>/logs/<x>.log
         let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        // insights:    config/pod/<ns>/logs/<pod>/{errors,messages}.log: excerpts of the pod's
+        //              current logs, container not named (served for any container).
+        if let [.., "config", "pod", ns, "logs", pod, _file] = parts.as_slice() {
+            let logs = self.logs.entry((ns.to_string(), pod.to_string(), String::new())).or_default();
+            logs.current = Some(logs.current.take().unwrap_or_default() + text);
+            return;
+        }
         let Some(i) = parts.iter().position(|p| *p == "namespaces") else { return };
         if parts.get(i + 2) != Some(&"pods") {
             return;
@@ -345,6 +457,16 @@ fn from_self_link(obj: &Value) -> Option<(String, String)> {
     let plural = if rest.first() == Some(&"namespaces") && rest.len() >= 4 { rest[2] } else { rest.first()? };
     let kind = kind_from_name(plural).map(|(_, k)| k.to_string())?;
     Some((api, kind))
+}
+
+/// Is this an existing `.tar.gz` / `.tgz` file a snapshot can be read from?
+pub fn is_archive_file(path: &Path) -> bool {
+    path.is_file() && is_archive(path)
+}
+
+fn is_archive(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -48,6 +48,21 @@ impl FieldSelector {
         parse_fields(s).map(FieldSelector)
     }
 
+    /// Refuse the fields the API server does not index for this kind, with its message
+    /// (`field label not supported: spec.foo`), so a tool that works on a snapshot works on a
+    /// cluster. Pods' legacy `spec.host` becomes `spec.nodeName`, as the server converts it.
+    pub fn check_supported(&mut self, group: &str, kind: &str) -> Result<(), String> {
+        for r in &mut self.0 {
+            if group.is_empty() && kind == "Pod" && r.key == "spec.host" {
+                r.key = "spec.nodeName".into();
+            }
+            if !supported_field(group, kind, &r.key) {
+                return Err(format!("field label not supported: {}", r.key));
+            }
+        }
+        Ok(())
+    }
+
     /// Does the object satisfy every field requirement? Missing fields compare as "".
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|r| {
@@ -61,6 +76,48 @@ impl FieldSelector {
             (actual == value) == (r.op != Op::NotEquals)
         })
     }
+}
+
+/// The field labels the API server accepts in a field selector for a kind (Kubernetes'
+/// field label conversion functions); every other kind (CRDs included) has only
+/// `metadata.name` and `metadata.namespace`.
+fn supported_field(group: &str, kind: &str, label: &str) -> bool {
+    let specific: &[&str] = match (group, kind) {
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        // Nodes and Namespaces are cluster-scoped: no metadata.namespace.
+        ("", "Node") => return matches!(label, "metadata.name" | "spec.unschedulable"),
+        ("", "Namespace") => return matches!(label, "metadata.name" | "status.phase"),
+        ("", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "Secret") => &["type"],
+        ("", "Service") => &["spec.clusterIP", "spec.type"],
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
+        ("batch", "Job") => &["status.successful"],
+        ("certificates.k8s.io", "CertificateSigningRequest") => &["spec.signerName"],
+        _ => &[],
+    };
+    matches!(label, "metadata.name" | "metadata.namespace") || specific.contains(&label)
 }
 
 #[cfg(test)]
@@ -93,5 +150,20 @@ mod tests {
         assert!(FieldSelector::parse("status.phase=Running,spec.nodeName!=n2").unwrap().matches(&obj));
         assert!(!FieldSelector::parse("metadata.name=q").unwrap().matches(&obj));
         assert!(FieldSelector::parse("spec.missing=").unwrap().matches(&obj));
+    }
+
+    #[test]
+    fn unsupported_field_labels_are_refused_like_the_api_server() {
+        let mut f = FieldSelector::parse("status.phase=Running,spec.nodeName=n1").unwrap();
+        assert!(f.check_supported("", "Pod").is_ok());
+        let mut f = FieldSelector::parse("status.podIP=10.0.0.1,spec.containers=x").unwrap();
+        assert_eq!(f.check_supported("", "Pod").unwrap_err(), "field label not supported: spec.containers");
+        let mut f = FieldSelector::parse("status.phase=Running").unwrap();
+        assert!(f.check_supported("apps", "Deployment").is_err(), "only metadata fields on other kinds");
+        let mut f = FieldSelector::parse("metadata.namespace=a").unwrap();
+        assert!(f.check_supported("", "Node").is_err(), "cluster-scoped");
+        let mut f = FieldSelector::parse("spec.host=n1").unwrap();
+        f.check_supported("", "Pod").unwrap();
+        assert!(f.matches(&json!({"spec": {"nodeName": "n1"}})), "spec.host is spec.nodeName");
     }
 }
