@@ -10,6 +10,7 @@
 #[cfg(test)]
 pub mod echo;
 pub mod http;
+pub mod inference;
 pub mod kubernetes;
 pub mod logs;
 pub mod prometheus;
@@ -148,6 +149,8 @@ pub enum TextContext {
     PromqlLabelName,
     /// A URL path (each templated segment must stay one segment).
     UrlPath,
+    /// One URL path segment sent whole (a model name the backend places in its own path).
+    PathSegment,
     /// A Kubernetes label selector.
     LabelSelector,
     /// A Kubernetes field selector.
@@ -342,6 +345,7 @@ macro_rules! kinds {
 
 kinds! {
     Http => http::Http,
+    Inference => inference::Inference,
     Kubernetes => kubernetes::Kubernetes,
     Prometheus => prometheus::Prometheus,
     #[cfg(test)]

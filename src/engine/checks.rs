@@ -80,6 +80,7 @@ fn value_check(ctx: TextContext, text: &str) -> Result<(), GuardError> {
         TextContext::KindName => guard::names::k8s_name(text, NameKind::Kind),
         TextContext::Header => guard::names::header_value(text),
         TextContext::PromqlLabelName => promql_label_name(text),
+        TextContext::PathSegment => guard::path::one_segment(text),
         _ => Ok(()),
     }
 }

@@ -86,7 +86,7 @@ impl From<crate::backends::TextContext> for TextContext {
         match c {
             B::Promql => TextContext::Promql,
             // The label-values endpoint puts the label name into the URL path.
-            B::UrlPath | B::PromqlLabelName => TextContext::UrlPath,
+            B::UrlPath | B::PathSegment | B::PromqlLabelName => TextContext::UrlPath,
             B::LabelSelector => TextContext::LabelSelector,
             B::FieldSelector => TextContext::FieldSelector,
             B::Namespace | B::Name | B::Container | B::ApiVersion | B::KindName => TextContext::K8sName,

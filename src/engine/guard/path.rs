@@ -37,6 +37,23 @@ pub fn same_segments(actual: &str, sentinel: &str) -> Result<(), GuardError> {
     Ok(())
 }
 
+/// One path segment sent whole (a model name the backend puts in its own path): no `/`,
+/// no dot segment, no `?`, `#`, backslash or control character.
+pub fn one_segment(value: &str) -> Result<(), GuardError> {
+    let bad =
+        |rule: &str| GuardError::Value { what: "URL path segment".into(), value: quote(value), rule: rule.into() };
+    if value.contains('/') {
+        return Err(bad("one segment: no `/` (values are percent-encoded by path_segment)"));
+    }
+    if is_dot_segment(value) {
+        return Err(bad("`.` and `..` climb the path"));
+    }
+    if value.chars().any(|c| matches!(c, '?' | '#' | '\\') || c.is_control()) {
+        return Err(bad("no `?`, `#`, backslash or control characters"));
+    }
+    Ok(())
+}
+
 fn actual_count(path: &str) -> usize {
     path.split('/').count() - 1
 }
@@ -71,6 +88,15 @@ mod tests {
         same_segments("/api/v1/namespaces/a%2Fb/pods", TEMPLATE).unwrap();
         same_segments("/api/v1/namespaces/..a/pods", TEMPLATE).unwrap();
         same_segments("/", "/").unwrap();
+    }
+
+    #[test]
+    fn a_whole_segment_is_one_segment() {
+        one_segment("isolation-forest").unwrap();
+        one_segment("a%2Fb").unwrap();
+        for bad in ["a/b", "..", "%2e%2E", "a?b", "a#b", "a\\b", "a\nb"] {
+            assert!(one_segment(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
