@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-health-mcp");
 
+/// The cases measure latency and memory: they run one at a time, not beside each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A running server; killed on drop.
 struct Server {
     child: Child,
@@ -120,6 +123,7 @@ async fn healthz_ms(c: &reqwest::Client, s: &Server) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_catastrophic_grep_leaves_healthz_answering_fast() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     hostile_snapshot(dir.path(), 400, 16 * 1024);
     let snap = dir.path().to_str().unwrap().to_string();
@@ -205,6 +209,7 @@ async fn a_catastrophic_grep_leaves_healthz_answering_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_thousand_initializes_are_refused_past_the_cap_with_memory_bounded() {
+    let _serial = SERIAL.lock().await;
     let cap = 200;
     let s = Server::start(
         &[],
@@ -278,6 +283,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_slow_bodies_and_idle_connections_are_cut_off() {
+    let _serial = SERIAL.lock().await;
     let s = Server::start(&[], &[("CHM_HTTP__HEADER_TIMEOUT_SECONDS", "2"), ("CHM_HTTP__BODY_TIMEOUT_SECONDS", "2")]);
     // Headers trickled one byte every 500 ms.
     let mut trickle = TcpStream::connect(s.addr).await.unwrap();
@@ -323,6 +329,7 @@ async fn slow_headers_slow_bodies_and_idle_connections_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_are_answered_503_and_descriptors_stay_bounded() {
+    let _serial = SERIAL.lock().await;
     let s = Server::start(&[], &[("CHM_HTTP__MAX_CONNECTIONS", "50"), ("CHM_HTTP__HEADER_TIMEOUT_SECONDS", "30")]);
     let base_fds = s.open_fds();
     let mut held = Vec::new();
@@ -363,6 +370,7 @@ async fn connections_past_the_cap_are_answered_503_and_descriptors_stay_bounded(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integral_floats_reach_the_backend_as_integers() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     hostile_snapshot(dir.path(), 50, 10);
     let snap = dir.path().to_str().unwrap().to_string();
@@ -382,6 +390,7 @@ async fn integral_floats_reach_the_backend_as_integers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_get_400_and_json_rpc_error_codes() {
+    let _serial = SERIAL.lock().await;
     let s = Server::start(&[], &[]);
     let raw = |req: String| {
         let addr = s.addr;
@@ -404,6 +413,7 @@ async fn malformed_bodies_get_400_and_json_rpc_error_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_serve_masks_secrets_and_checks_host_and_token() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("namespaces/app/core");
     std::fs::create_dir_all(&core).unwrap();
@@ -466,6 +476,7 @@ async fn snapshot_serve_masks_secrets_and_checks_host_and_token() {
 
 #[test]
 fn stdio_answers_over_long_and_malformed_lines_that_carry_an_id() {
+    let _serial = SERIAL.blocking_lock();
     use std::io::Write;
     let mut child = Command::new(BIN)
         .args(["serve", "--no-reload"])
