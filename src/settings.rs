@@ -11,6 +11,10 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+
+/// Default response budget: about 6,000 tokens.
+pub const DEFAULT_RESPONSE_BUDGET_TOKENS: usize = 6_000;
+
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "CHM_";
 
@@ -97,7 +101,7 @@ impl Default for Settings {
             log: "info".into(),
             reload: true,
             reload_poll_seconds: None,
-            response_budget_tokens: crate::engine::DEFAULT_RESPONSE_BUDGET / 4,
+            response_budget_tokens: DEFAULT_RESPONSE_BUDGET_TOKENS,
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
                 stateless: false,

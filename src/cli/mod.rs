@@ -151,7 +151,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(a) => call::run(a, &settings).await,
         Command::Read(a) => read::run(a, &settings).await,
         Command::Export(a) => export::run(a),
-        Command::Serve(a) => crate::mcp::serve(a, settings).await,
+        Command::Serve(a) => match activate(&settings) {
+            Ok(active) => crate::mcp::serve(a, settings, active).await,
+            Err(code) => Ok(code),
+        },
         Command::Snapshot(a) => snapshot::run(a).await,
     }
 }

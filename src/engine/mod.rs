@@ -37,8 +37,8 @@ pub struct Active {
     pub response_budget: usize,
 }
 
-/// Default response budget: about 6,000 tokens at 4 bytes per token.
-pub const DEFAULT_RESPONSE_BUDGET: usize = 24_000;
+/// Default response budget in bytes (the settings' token budget at 4 bytes per token).
+pub const DEFAULT_RESPONSE_BUDGET: usize = crate::settings::DEFAULT_RESPONSE_BUDGET_TOKENS * 4;
 
 impl Active {
     /// Activate `mode_name` over a registry.

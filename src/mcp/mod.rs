@@ -64,12 +64,9 @@ impl ServeArgs {
     }
 }
 
-/// Serve MCP until the transport closes or the process is signalled.
-pub async fn serve(args: &ServeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
-    let active = match crate::cli::activate(&settings) {
-        Ok(a) => a,
-        Err(code) => return Ok(code),
-    };
+/// Serve an activated registry over MCP until the transport closes or the process is
+/// signalled.
+pub async fn serve(args: &ServeArgs, settings: Settings, active: crate::engine::Active) -> anyhow::Result<ExitCode> {
     tracing::info!(
         mode = %active.mode.name,
         tools = active.tools.len(),
