@@ -36,8 +36,8 @@ pub fn load_paths(paths: &[PathBuf], embedded: bool) -> Result<Registry, Vec<Dia
     } else {
         user
     };
-    let registry = crate::spec::compile::compile(loaded, &mut diags);
-    if diags.is_empty() { Ok(registry) } else { Err(crate::spec::compile::sorted(diags)) }
+    let registry = crate::engine::compile::compile(loaded, &mut diags);
+    if diags.is_empty() { Ok(registry) } else { Err(crate::engine::compile::sorted(diags)) }
 }
 
 /// The embedded documents not replaced by the user's, followed by the user's.
@@ -202,7 +202,7 @@ fn camel(snake: &str) -> String {
 
 /// RFC 7396 JSON merge patch (the same rule as mode overrides).
 fn merge_patch(target: &mut Value, patch: &Value) {
-    crate::spec::compile::merge_patch(target, patch)
+    crate::spec::merge_patch(target, patch)
 }
 
 /// Where a binding points, for `tools`, `/readyz` and logs: a URL, a snapshot, a kubeconfig.

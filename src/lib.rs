@@ -7,8 +7,10 @@
 
 pub mod backends;
 pub mod cli;
+pub mod clip;
 pub mod configure;
 pub mod engine;
+pub mod guard;
 pub mod mcp;
 pub mod settings;
 pub mod snapshot;

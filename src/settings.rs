@@ -11,7 +11,6 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-
 /// Default response budget: about 6,000 tokens.
 pub const DEFAULT_RESPONSE_BUDGET_TOKENS: usize = 6_000;
 

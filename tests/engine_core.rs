@@ -11,8 +11,8 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{any, get};
 use cluster_health_mcp::backends::{Effect, ErrorKind};
+use cluster_health_mcp::engine::compile::load_registry;
 use cluster_health_mcp::engine::{Active, invoke};
-use cluster_health_mcp::spec::compile::load_registry;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -205,7 +205,7 @@ spec:
 
 #[tokio::test]
 async fn a_mistyped_pod_name_is_not_found_not_unavailable() {
-    let reg = cluster_health_mcp::spec::compile::load_paths_or_embedded(None).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_paths_or_embedded(None).unwrap();
     let active = Active::new(Arc::new(reg), "demo").unwrap();
     let err = call(&active, "get-pod", json!({"namespace": "default", "name": "no-such-pod"})).await.unwrap_err();
     assert!(matches!(err, invoke::Error::Step { kind: ErrorKind::NotFound, .. }), "{err:?}");

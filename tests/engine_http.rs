@@ -94,7 +94,7 @@ async fn optional_dead_step_degrades_while_live_step_answers() {
     let live = test_server().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("specs.yaml"), specs(&live, dead_port())).unwrap();
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[dir.path().to_path_buf()])
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[dir.path().to_path_buf()])
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
     let active = Active::new(Arc::new(reg), "test").unwrap();
     let tool = active.tools.get("incident-overview").unwrap().clone();
@@ -122,7 +122,7 @@ async fn required_step_failure_fails_the_call_with_the_backend_named() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
     std::fs::write(dir.path().join("specs.yaml"), specs(&format!("http://127.0.0.1:{dead}"), dead)).unwrap();
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[dir.path().to_path_buf()]).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[dir.path().to_path_buf()]).unwrap();
     let active = Active::new(Arc::new(reg), "test").unwrap();
     let tool = active.tools.get("incident-overview").unwrap().clone();
     let err =
@@ -162,7 +162,7 @@ spec:
 "#
     );
     std::fs::write(dir.path().join("specs.yaml"), spec).unwrap();
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[dir.path().to_path_buf()]).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[dir.path().to_path_buf()]).unwrap();
     let active = Active::new(Arc::new(reg), "test").unwrap();
     let tool = active.tools.get("slow").unwrap().clone();
     let cancel = CancellationToken::new();

@@ -15,7 +15,7 @@ fn root() -> PathBuf {
 }
 
 fn demo() -> Active {
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
     Active::new(Arc::new(reg), "demo").unwrap()
 }

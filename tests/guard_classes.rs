@@ -5,10 +5,10 @@
 //! field's context must refuse; the same template with an ordinary value passes where the
 //! template itself is sound.
 
-use cluster_health_mcp::engine::guard::names::{NameKind, header_value, k8s_name};
-use cluster_health_mcp::engine::guard::selector::SelectorKind;
-use cluster_health_mcp::engine::guard::{GuardError, SENTINEL, path, promql, selector};
 use cluster_health_mcp::engine::template::{render_str, to_value};
+use cluster_health_mcp::guard::names::{NameKind, header_value, k8s_name};
+use cluster_health_mcp::guard::selector::SelectorKind;
+use cluster_health_mcp::guard::{GuardError, SENTINEL, path, promql, selector};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cluster_health_mcp::spec::{Diagnostic, compile};
+use cluster_health_mcp::engine::compile;
+use cluster_health_mcp::spec::Diagnostic;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

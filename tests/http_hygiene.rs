@@ -13,7 +13,7 @@ use tower::ServiceExt;
 
 fn app(configure: impl FnOnce(&mut Settings)) -> axum::Router {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[root.join("tools.d"), root.join("modes")]).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[root.join("tools.d"), root.join("modes")]).unwrap();
     let state = State::new(Active::new(Arc::new(reg), "demo").unwrap());
     let mut settings = Settings::default();
     configure(&mut settings);

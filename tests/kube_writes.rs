@@ -23,7 +23,7 @@ async fn call(active: &Active, tool: &str, args: Value) -> Result<Value, String>
 #[tokio::test]
 async fn write_verbs_change_the_in_memory_cluster() {
     let paths = [root().join("tools.d"), root().join("modes"), root().join("tests/kube_writes")];
-    let reg = cluster_health_mcp::spec::compile::load_registry(&paths).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_registry(&paths).unwrap();
     let active = Active::new(Arc::new(reg), "demo").unwrap();
     let ns = json!("payments");
 
@@ -70,7 +70,7 @@ fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(root().join("tests/kube_writes/remediation.yaml")).unwrap().replace("annotations: {destructive: true}\n  input:\n    namespace: {type: string, format: k8s-namespace, required: true}\n    name: {type: string, format: k8s-name, required: true}\n  steps:\n    deleted", "annotations: {readOnly: true}\n  input:\n    namespace: {type: string, format: k8s-namespace, required: true}\n    name: {type: string, format: k8s-name, required: true}\n  steps:\n    deleted");
     std::fs::write(dir.path().join("w.yaml"), spec).unwrap();
-    let Err(diags) = cluster_health_mcp::spec::compile::load_registry(&[
+    let Err(diags) = cluster_health_mcp::engine::compile::load_registry(&[
         dir.path().to_path_buf(),
         root().join("modes/backends.yaml"),
     ]) else {
@@ -91,7 +91,7 @@ fn a_tool_both_read_only_and_destructive_is_refused_and_may_not_write() {
         .unwrap()
         .replace("annotations: {destructive: true}", "annotations: {readOnly: true, destructive: true}");
     std::fs::write(dir.path().join("w.yaml"), spec).unwrap();
-    let Err(diags) = cluster_health_mcp::spec::compile::load_registry(&[
+    let Err(diags) = cluster_health_mcp::engine::compile::load_registry(&[
         dir.path().to_path_buf(),
         root().join("modes/backends.yaml"),
     ]) else {

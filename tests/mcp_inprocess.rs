@@ -11,7 +11,7 @@ use serde_json::json;
 
 async fn connect() -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[root.join("tools.d"), root.join("modes")]).unwrap();
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[root.join("tools.d"), root.join("modes")]).unwrap();
     let state = State::new(Active::new(Arc::new(reg), "demo").unwrap());
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {

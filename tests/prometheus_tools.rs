@@ -75,7 +75,7 @@ spec:
     )
     .unwrap();
     let paths = [root().join("tools.d"), root().join("modes"), root().join("tests/prometheus/specs"), dir];
-    let reg = cluster_health_mcp::spec::compile::load_registry(&paths)
+    let reg = cluster_health_mcp::engine::compile::load_registry(&paths)
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
     Active::new(Arc::new(reg), "test-monitoring").unwrap()
 }

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cluster_health_mcp::spec::{compile, schema};
+use cluster_health_mcp::engine::compile;
+use cluster_health_mcp::spec::schema;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::engine::clip::clip;
+use crate::clip::clip;
 
 /// Longest part of one line that is matched and returned, in bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;

@@ -26,6 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::clip::{MESSAGE_MAX, QUOTE_MAX, clip};
+
 /// What kind of failure a backend call had: each kind gets its own advice to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -84,7 +86,7 @@ impl ErrorKind {
 }
 
 /// Why a backend call failed. The message is written for the model reading it and quotes
-/// request values clipped (see [`clip`]).
+/// request values clipped (see [`crate::clip`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("backend `{backend}`{}: {message}", target.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
 pub struct Error {
@@ -101,29 +103,14 @@ pub struct Error {
 impl Error {
     /// An error of `kind` for `backend`.
     pub fn new(backend: &str, kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { backend: backend.to_string(), kind, target: None, message: clip(&message.into(), MAX_MESSAGE) }
+        Error { backend: backend.to_string(), kind, target: None, message: clip(&message.into(), MESSAGE_MAX) }
     }
 
     /// The same error, naming what was asked.
     pub fn at(mut self, target: impl Into<String>) -> Error {
-        self.target = Some(clip(&target.into(), MAX_QUOTE));
+        self.target = Some(clip(&target.into(), QUOTE_MAX));
         self
     }
-}
-
-/// Longest quoted value (an argument, a URL, a query) in an error message.
-pub const MAX_QUOTE: usize = 200;
-/// Longest error message.
-pub const MAX_MESSAGE: usize = 1_000;
-
-/// `s` cut to at most `max` characters, saying how much was cut.
-pub fn clip(s: &str, max: usize) -> String {
-    let count = s.chars().count();
-    if count <= max {
-        return s.to_string();
-    }
-    let kept: String = s.chars().take(max).collect();
-    format!("{kept}… ({} more characters)", count - max)
 }
 
 /// What a call does to the world: decides the tool's hints and whether it must be annotated

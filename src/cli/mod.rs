@@ -134,7 +134,7 @@ impl Cli {
         }
         let mut flags = serde_json::Value::Object(flags);
         for assignment in &self.set {
-            crate::spec::compile::merge_patch(&mut flags, &set_patch(assignment)?);
+            crate::spec::merge_patch(&mut flags, &set_patch(assignment)?);
         }
         Ok(Settings::load(self.config.as_deref(), flags)?)
     }
@@ -191,7 +191,7 @@ pub(crate) fn load_from(paths: &[PathBuf], embedded: bool) -> Result<crate::engi
         for d in &diags {
             let _ = writeln!(err, "{d}");
         }
-        let _ = writeln!(err, "{}", crate::spec::compile::summary(&diags));
+        let _ = writeln!(err, "{}", crate::engine::compile::summary(&diags));
         ExitCode::from(crate::EXIT_INVALID_SPEC)
     })
 }

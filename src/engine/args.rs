@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use super::clip::{ECHO_MAX, MESSAGE_MAX, clip, clip_json};
 use super::registry::Procedure;
+use crate::clip::{ECHO_MAX, MESSAGE_MAX, clip, clip_json};
 use crate::spec::model::{InputSpec, InputType};
 
 /// Largest integer a JSON number (an f64) carries exactly: 2^53.

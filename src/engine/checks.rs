@@ -10,11 +10,12 @@
 
 use serde_json::Value;
 
-use super::guard::{self, GuardError, SENTINEL, names::NameKind, selector::SelectorKind};
 use super::invoke::{Scope, StepFailure};
 use super::registry::{FieldCheck, Procedure, Step};
 use super::template::{self, Mode};
-use crate::backends::{ErrorKind, TextContext, clip};
+use crate::backends::{ErrorKind, TextContext};
+use crate::clip::clip;
+use crate::guard::{self, GuardError, SENTINEL, names::NameKind, selector::SelectorKind};
 
 /// Check a rendered call body against its step's field checks.
 pub fn check(step: &Step, proc: &Procedure, body: &Value, scope: &Scope) -> Result<(), StepFailure> {

@@ -15,7 +15,8 @@ use super::Active;
 use super::json_view;
 use super::registry::{FieldValue, Procedure, Step};
 use super::template::{self, Mode};
-use crate::backends::{self, ErrorKind, MAX_MESSAGE, Request, clip};
+use crate::backends::{self, ErrorKind, Request};
+use crate::clip::{MESSAGE_MAX, clip};
 
 /// Template variables of a call.
 pub type Scope = BTreeMap<String, minijinja::Value>;
@@ -62,7 +63,7 @@ pub struct StepFailure {
 impl StepFailure {
     /// A failure of `kind`, its message clipped.
     pub fn new(kind: ErrorKind, message: impl AsRef<str>) -> StepFailure {
-        StepFailure { kind, message: clip(message.as_ref(), MAX_MESSAGE) }
+        StepFailure { kind, message: clip(message.as_ref(), MESSAGE_MAX) }
     }
 }
 
@@ -110,7 +111,7 @@ pub fn template_error(e: &minijinja::Error) -> String {
     if let Some(src) = std::error::Error::source(e) {
         msg.push_str(&format!(": {src}"));
     }
-    clip(&msg, MAX_MESSAGE)
+    clip(&msg, MESSAGE_MAX)
 }
 
 /// Whether a step's condition holds.

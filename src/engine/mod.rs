@@ -3,9 +3,10 @@
 pub mod args;
 pub mod budget;
 pub mod checks;
-pub mod clip;
+/// Clipping of echoed values (kept here for older paths; the module is `crate::clip`).
+pub use crate::clip;
+pub mod compile;
 pub mod extract;
-pub mod guard;
 pub mod invoke;
 pub mod json_view;
 pub mod k8s;

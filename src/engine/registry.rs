@@ -313,7 +313,7 @@ mod tests {
             description: None,
             mime_type: "application/json".into(),
             labels: BTreeMap::new(),
-            proc: crate::spec::compile::empty_procedure(),
+            proc: crate::engine::compile::empty_procedure(),
             tool: None,
         }
     }

@@ -17,11 +17,14 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value};
 
 use super::state::State;
-use crate::engine::clip::{ECHO_MAX, clip};
+use crate::clip::{ECHO_MAX, clip};
 use crate::engine::invoke::{self, Error as CallError};
 use crate::engine::registry;
 use crate::engine::template;
 use crate::spec::model::Role;
+
+/// How often a session's notification task looks whether its transport has closed.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 const INSTRUCTIONS: &str = "Cluster health tools for Kubernetes/OpenShift. Start with get-cluster-health for an \
 overview, then narrow down with list and get tools. List tools return compact summaries with a total and a \
@@ -412,7 +415,20 @@ impl ServerHandler for Handler {
         let mut rx = self.state.changes.subscribe();
         let peer = ctx.peer.clone();
         tokio::spawn(async move {
-            while let Ok(changed) = rx.recv().await {
+            // rmcp has no "closed" future: look at the transport every few seconds so the
+            // task ends with its session instead of living until the next reload.
+            let mut check = tokio::time::interval(SESSION_CHECK);
+            loop {
+                let changed = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(c) => c,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    },
+                    _ = check.tick() => {
+                        if peer.is_transport_closed() { break } else { continue }
+                    }
+                };
                 let sent = async {
                     if changed.tools {
                         peer.notify_tool_list_changed().await?;

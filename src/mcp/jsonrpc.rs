@@ -7,7 +7,7 @@
 use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
 
-use crate::engine::clip::clip;
+use crate::clip::clip;
 
 /// JSON-RPC: the message is not JSON.
 pub const PARSE_ERROR: i32 = -32700;

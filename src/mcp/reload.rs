@@ -46,7 +46,12 @@ pub fn spawn(state: Arc<State>, settings: Settings) -> Option<tokio::task::JoinH
                 }
                 _ = hup_recv => tracing::info!("SIGHUP: reloading specs"),
             }
-            reload(&state, &settings);
+            // Loading and compiling the catalogue is CPU work: keep it off the async workers
+            // that answer calls.
+            let (s, st) = (state.clone(), settings.clone());
+            if let Err(e) = tokio::task::spawn_blocking(move || reload(&s, &st)).await {
+                tracing::error!(error = %e, "reload task failed; keeping the previous registry");
+            }
         }
     }))
 }
@@ -126,7 +131,10 @@ pub fn reload(state: &State, settings: &Settings) {
             for e in &errors {
                 tracing::error!("{e}");
             }
-            tracing::error!("reload failed ({}); keeping the previous registry", crate::spec::compile::summary(&diags));
+            tracing::error!(
+                "reload failed ({}); keeping the previous registry",
+                crate::engine::compile::summary(&diags)
+            );
             state.reload_failed(errors);
             state.metrics.record_reload(false);
         }

@@ -232,7 +232,7 @@ fn as_table(items: &[&Value], metadata: Value, rt: &ResourceType, now: chrono::D
         o.pointer("/metadata/creationTimestamp")
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
-            .map(|t| crate::engine::quantity::human_duration((now - t).num_seconds()))
+            .map(|t| crate::units::human_duration((now - t).num_seconds()))
             .unwrap_or_else(|| "<unknown>".into())
     };
     let col = |name: &str, ty: &str| json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" }, "description": "", "priority": 0});
@@ -502,7 +502,7 @@ fn patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, headers: &Head
         if strategic {
             strategic_merge(obj, &patch);
         } else {
-            crate::spec::compile::merge_patch(obj, &patch);
+            crate::spec::merge_patch(obj, &patch);
         }
         Ok(())
     })

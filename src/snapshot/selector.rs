@@ -1,10 +1,10 @@
 //! Kubernetes label selectors (equality and set-based) and field selectors, matched against
 //! snapshot objects. Parsing is shared with the run-time request guard
-//! (`crate::engine::guard::selector`), so both read a selector as the API server does.
+//! (`crate::guard::selector`), so both read a selector as the API server does.
 
 use serde_json::Value;
 
-use crate::engine::guard::selector::{Op, Requirement, parse_fields, parse_labels};
+use crate::guard::selector::{Op, Requirement, parse_fields, parse_labels};
 
 /// A parsed label selector; empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -122,7 +122,7 @@ spec:
     fn active() -> Active {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("echo.yaml"), SPECS).unwrap();
-        let reg = crate::spec::compile::load_registry(&[dir.path().to_path_buf()])
+        let reg = crate::engine::compile::load_registry(&[dir.path().to_path_buf()])
             .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
         Active::new(Arc::new(reg), "test").unwrap()
     }

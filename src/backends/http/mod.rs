@@ -191,14 +191,14 @@ impl HttpBackend {
         if !path.starts_with('/') {
             return Err(self.error(
                 ErrorKind::InvalidRequest,
-                format!("path `{}` must start with `/`", super::clip(path, super::MAX_QUOTE)),
+                format!("path `{}` must start with `/`", crate::clip::clip(path, crate::clip::QUOTE_MAX)),
             ));
         }
         let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
         let mut url = reqwest::Url::parse(&joined).map_err(|e| {
             self.error(
                 ErrorKind::InvalidRequest,
-                format!("the rendered URL `{}` is not valid: {e}", super::clip(&joined, super::MAX_QUOTE)),
+                format!("the rendered URL `{}` is not valid: {e}", crate::clip::clip(&joined, crate::clip::QUOTE_MAX)),
             )
         })?;
         if url.origin() != self.base.origin() {
@@ -308,7 +308,7 @@ impl HttpBackend {
             return Err(self
                 .error(
                     ErrorKind::of_status(status.as_u16()),
-                    format!("answered HTTP {}: {}", status.as_u16(), super::clip(&text, 300)),
+                    format!("answered HTTP {}: {}", status.as_u16(), crate::clip::clip(&text, 300)),
                 )
                 .at(&target));
         }

@@ -185,7 +185,7 @@ impl KubernetesBackend {
                 return Err(Error::new(
                     &self.name,
                     ErrorKind::Refused,
-                    format!("`{}` is not a valid {what}", super::clip(v, super::MAX_QUOTE)),
+                    format!("`{}` is not a valid {what}", crate::clip::clip(v, crate::clip::QUOTE_MAX)),
                 ));
             }
         }

@@ -95,8 +95,7 @@ pub fn parse_time(s: &str, now: f64) -> Result<f64, String> {
         .map_err(|_| format!("bad time `{s}`: use now, -1h, unix seconds or RFC 3339"))
 }
 
-/// Check raw PromQL against guardrails on its parsed form (see `engine::guard::promql`).
-pub use crate::engine::guard::promql::check_guardrails;
+use crate::guard::promql::{Guardrails, check_guardrails};
 
 impl PrometheusBackend {
     /// Set up from a spec.
@@ -138,8 +137,13 @@ impl PrometheusBackend {
             }
         };
         if req.guarded && !query.is_empty() {
-            check_guardrails(&query, &self.guardrails)
-                .map_err(|e| self.refused(format!("{e} (query: {})", super::clip(&query, super::MAX_QUOTE))))?;
+            let g = Guardrails {
+                deny_blanket_regex: self.guardrails.deny_blanket_regex,
+                require_label_matcher: self.guardrails.require_label_matcher,
+            };
+            check_guardrails(&query, &g).map_err(|e| {
+                self.refused(format!("{e} (query: {})", crate::clip::clip(&query, crate::clip::QUOTE_MAX)))
+            })?;
         }
         let raw = req.raw;
         Ok(match req.endpoint {
@@ -283,7 +287,7 @@ impl PrometheusBackend {
             return Err(self.refused(format!(
                 "the query returned {n} series, more than the cap of {}; aggregate (sum by ...) or add label matchers (query: {})",
                 self.guardrails.max_series,
-                super::clip(&query, super::MAX_QUOTE)
+                crate::clip::clip(&query, crate::clip::QUOTE_MAX)
             )));
         }
         Ok(shaped)

@@ -35,7 +35,6 @@ use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality, V
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::{Context, GuardError, SENTINEL, quote, structure_error};
-use crate::backends::prometheus::GuardrailsSpec;
 
 /// Check that `actual` (real arguments) has the structure of `sentinel` (inert arguments).
 pub fn same_structure(actual: &str, sentinel: &str) -> Result<(), GuardError> {
@@ -243,8 +242,23 @@ fn carries_sentinel(value: &str) -> bool {
     value.to_lowercase().contains(SENTINEL)
 }
 
+/// The guardrails for raw PromQL from the model (a Prometheus binding's `guardrails`).
+#[derive(Debug, Clone, Copy)]
+pub struct Guardrails {
+    /// Refuse matchers that match everything.
+    pub deny_blanket_regex: bool,
+    /// Every vector selector needs a label matcher that narrows it.
+    pub require_label_matcher: bool,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails { deny_blanket_regex: true, require_label_matcher: true }
+    }
+}
+
 /// Check raw PromQL against guardrails; the error says how to fix the query.
-pub fn check_guardrails(query: &str, g: &GuardrailsSpec) -> Result<(), String> {
+pub fn check_guardrails(query: &str, g: &Guardrails) -> Result<(), String> {
     let ast = parser::parse(query).map_err(|e| format!("the query does not parse: {e}"))?;
     for vs in selectors(&ast) {
         let shown = quote(&vs.to_string());
@@ -585,7 +599,7 @@ mod tests {
 
     #[test]
     fn guardrails_refuse_blanket_regex_and_bare_metrics() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         assert!(check_guardrails(r#"up{job=~".*"}"#, &g).is_err());
         assert!(check_guardrails("up", &g).is_err());
         assert!(check_guardrails("up{}", &g).is_err());
@@ -594,12 +608,12 @@ mod tests {
                 .is_ok()
         );
         assert!(check_guardrails(r#"topk(5, up{job="x"})"#, &g).is_ok());
-        let relaxed = GuardrailsSpec { deny_blanket_regex: false, require_label_matcher: false, max_series: 10 };
+        let relaxed = Guardrails { deny_blanket_regex: false, require_label_matcher: false };
         assert!(check_guardrails("up", &relaxed).is_ok());
     }
 
     fn blanket_refused(q: &str) {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         let e = check_guardrails(q, &g).expect_err(q);
         assert!(e.contains("matches every value"), "{q}: {e}");
     }
@@ -641,7 +655,7 @@ mod tests {
 
     #[test]
     fn a_presence_filter_beside_a_narrowing_matcher_is_allowed() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         for q in [
             r#"sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="a", container!=""}[5m]))"#,
             r#"up{namespace="a", job!~""}"#,
@@ -675,7 +689,7 @@ mod tests {
 
     #[test]
     fn specific_regexes_and_exclusions_are_not_blanket() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         for q in [
             r#"up{job=~"node-.*"}"#,
             r#"up{job=~"a|b"}"#,
@@ -691,7 +705,7 @@ mod tests {
 
     #[test]
     fn matchers_that_do_not_narrow_do_not_count() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         for q in [
             r#"up{job!="x"}"#,
             r#"up{job=""}"#,
@@ -709,7 +723,7 @@ mod tests {
 
     #[test]
     fn label_lists_durations_and_keywords_are_not_selectors() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         for q in [
             r#"sum by (namespace, pod) (rate(c{namespace="a"}[5m] offset 1h))"#,
             r#"a{job="x"} / on (instance) group_left (node) b{job="y"}"#,
@@ -724,7 +738,7 @@ mod tests {
 
     #[test]
     fn modern_promql_parses_and_passes_the_guardrails() {
-        let g = GuardrailsSpec::default();
+        let g = Guardrails::default();
         for q in [
             r#"histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))"#,
             r#"limitk(3, up{job="a"})"#,
@@ -754,7 +768,7 @@ mod tests {
 
     #[test]
     fn a_query_that_does_not_parse_is_refused_with_the_parser_message() {
-        let e = check_guardrails(r#"up{job="a""#, &GuardrailsSpec::default()).unwrap_err();
+        let e = check_guardrails(r#"up{job="a""#, &Guardrails::default()).unwrap_err();
         assert!(e.starts_with("the query does not parse"), "{e}");
     }
 }

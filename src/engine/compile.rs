@@ -11,10 +11,6 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
-use super::diagnostic::{Diagnostic, Source, SourceRef};
-use super::load::{Loaded, Located};
-use super::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, ResourceDoc, StepSpec, ToolDoc};
-use super::yaml::pointer_segment;
 use crate::backends::{CallSpec, Effect, TextContext};
 use crate::engine::extract;
 use crate::engine::lint::{self, InputFacts, InputKind};
@@ -22,12 +18,16 @@ use crate::engine::registry::{
     BackendBinding, Field, FieldCheck, FieldValue, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool,
 };
 use crate::engine::template;
+use crate::spec::diagnostic::{Diagnostic, Source, SourceRef};
+use crate::spec::load::{Loaded, Located};
+use crate::spec::model::{BackendSpec, InputSpec, InputType, OutputSpec, PromptDoc, ResourceDoc, StepSpec, ToolDoc};
+use crate::spec::yaml::pointer_segment;
 use crate::units::parse_duration;
 
 /// Load and compile spec paths: the registry, or every problem found.
 pub fn load_registry(paths: &[PathBuf]) -> Result<Registry, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let loaded = super::load::load(paths, &mut diags);
+    let loaded = crate::spec::load::load(paths, &mut diags);
     let registry = compile(loaded, &mut diags);
     if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }
 }
@@ -458,7 +458,7 @@ fn compile_procedure(
     let mut props = serde_json::Map::new();
     for (field, spec) in &p.output.structured {
         let ptr = format!("/spec/output/structured/{}", pointer_segment(field));
-        use super::model::FieldSpec;
+        use crate::spec::model::FieldSpec;
         let schema = match spec {
             FieldSpec::Expr(e) => {
                 check_template(src, &ptr, e, true, &declared, &HashSet::new(), &mut sink, diags);
@@ -591,7 +591,7 @@ fn compile_output(
     output: &OutputSpec,
     templates: &mut template::Templates,
 ) -> Result<CompiledOutput, minijinja::Error> {
-    use super::model::FieldSpec;
+    use crate::spec::model::FieldSpec;
     let mut fields = Vec::new();
     for (name, spec) in &output.structured {
         let value = match spec {
@@ -634,7 +634,7 @@ fn compile_output(
 
 fn unknown_backend_hint(name: &str, backends: &IndexMap<String, BackendBinding>, ty: Option<&str>) -> String {
     let names: Vec<&str> = backends.keys().map(String::as_str).collect();
-    match super::load::did_you_mean(name, &names) {
+    match crate::spec::load::did_you_mean(name, &names) {
         Some(s) => format!("did you mean `{s}`? {}", known_backends(backends, ty)),
         None => known_backends(backends, ty),
     }
@@ -770,7 +770,7 @@ fn check_cycles(src: &Source, steps: &[Step], diags: &mut Vec<Diagnostic>) {
 
 /// MCP hints from the annotations and what the steps do: a tool with a writing step is never
 /// advertised read-only.
-fn hints(a: &super::model::AnnotationsSpec, effect: Effect) -> Hints {
+fn hints(a: &crate::spec::model::AnnotationsSpec, effect: Effect) -> Hints {
     let read_only = a.read_only.unwrap_or(!a.destructive) && effect != Effect::Write;
     Hints {
         read_only,
@@ -843,7 +843,7 @@ fn compile_resource(
             Some(found) => Some((found.clone(), t.args.clone())),
             None => {
                 let names: Vec<&str> = tools.keys().map(String::as_str).collect();
-                let hint = super::load::did_you_mean(&t.name, &names).map(|n| format!("did you mean `{n}`?"));
+                let hint = crate::spec::load::did_you_mean(&t.name, &names).map(|n| format!("did you mean `{n}`?"));
                 diags.push(r.src.diag_in_value("/spec/tool/name", format!("unknown tool `{}`", t.name), hint));
                 return None;
             }
@@ -950,28 +950,10 @@ fn compile_prompt(p: &Located<PromptDoc>, diags: &mut Vec<Diagnostic>) -> Option
     })
 }
 
-/// RFC 7396 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(serde_json::Map::new());
-            }
-            let t = target.as_object_mut().expect("object");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
+pub use crate::spec::merge_patch;
 
 fn compile_mode(
-    m: &Located<super::model::ModeDoc>,
+    m: &Located<crate::spec::model::ModeDoc>,
     backends: &IndexMap<String, BackendBinding>,
     names: &DocNames,
     diags: &mut Vec<Diagnostic>,
@@ -999,7 +981,7 @@ fn compile_mode(
             Err(e) => diags.push(m.src.diag(&ptr, format!("override of backend `{name}` is invalid: {e}"), None)),
         }
     }
-    let sets: [(&str, &super::model::SelectorSpec, &HashSet<String>); 3] = [
+    let sets: [(&str, &crate::spec::model::SelectorSpec, &HashSet<String>); 3] = [
         ("tools", &m.doc.spec.tools, &names.tools),
         ("resources", &m.doc.spec.resources, &names.resources),
         ("prompts", &m.doc.spec.prompts, &names.prompts),
@@ -1044,8 +1026,8 @@ pub fn summary(diags: &[Diagnostic]) -> String {
 pub fn load_paths_or_embedded(paths: Option<&[PathBuf]>) -> Result<Registry, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let loaded = match paths {
-        Some(p) => super::load::load(p, &mut diags),
-        None => super::embedded::load(&mut diags),
+        Some(p) => crate::spec::load::load(p, &mut diags),
+        None => crate::spec::embedded::load(&mut diags),
     };
     let registry = compile(loaded, &mut diags);
     if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }

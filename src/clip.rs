@@ -7,6 +7,10 @@ pub const ECHO_MAX: usize = 64;
 /// Longest message built from caller input (several problems joined), in bytes.
 pub const MESSAGE_MAX: usize = 1024;
 
+/// Longest quote of a request value (a URL, a query, a name) inside a backend error, in
+/// bytes: enough to recognise it.
+pub const QUOTE_MAX: usize = 200;
+
 /// `s` itself when it is at most `max` bytes; otherwise its first `max` bytes (cut at a
 /// character boundary) followed by `…` and the full length.
 pub fn clip(s: &str, max: usize) -> String {
