@@ -183,7 +183,7 @@ fn root() -> PathBuf {
 
 fn demo() -> Active {
     let reg =
-        cluster_health_mcp::spec::compile::load_registry(&[root().join("tools.d"), root().join("modes")]).unwrap();
+        cluster_health_mcp::engine::compile::load_registry(&[root().join("tools.d"), root().join("modes")]).unwrap();
     Active::new(Arc::new(reg), "demo").unwrap()
 }
 
@@ -253,7 +253,8 @@ fn the_spec_loader_never_panics() {
         let (path, text) = rng.pick(&tools);
         let mutated = String::from_utf8_lossy(&mutate(&mut rng, text.as_bytes())).into_owned();
         let outcome = std::panic::catch_unwind(|| {
-            use cluster_health_mcp::spec::{compile, load};
+            use cluster_health_mcp::engine::compile;
+            use cluster_health_mcp::spec::load;
             let mut loaded = load::Loaded::default();
             let mut diags = Vec::new();
             for (p, t) in &modes {

@@ -74,7 +74,7 @@ fn active_on(snapshot: &std::path::Path) -> Active {
         ),
     )
     .unwrap();
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[root.join("tools.d"), root.join("modes"), dir])
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[root.join("tools.d"), root.join("modes"), dir])
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
     Active::new(Arc::new(reg), "archive").unwrap()
 }
