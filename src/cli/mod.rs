@@ -6,6 +6,7 @@ mod read;
 mod render;
 mod schema;
 mod snapshot;
+mod test;
 mod tools;
 mod validate;
 
@@ -108,6 +109,10 @@ pub enum Command {
     Serve(crate::mcp::ServeArgs),
     /// Offline cluster snapshots: serve one as a Kubernetes API, inspect, generate.
     Snapshot(snapshot::Args),
+    /// Run spec tests (YAML documents of kind Test, default under tests.d/) offline against
+    /// fixture clusters and recorded Prometheus answers; --junit FILE writes a JUnit XML
+    /// report, --update rewrites expected text files. Exits 1 when a test fails.
+    Test(test::Args),
 }
 
 impl Cli {
@@ -156,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Snapshot(a) => snapshot::run(a).await,
+        Command::Test(a) => test::run(a, &settings).await,
     }
 }
 
