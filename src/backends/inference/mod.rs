@@ -12,7 +12,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 
 use super::http::{build_client, build_headers, describe_headers, error_chain};
-use super::{Effect, Error, ErrorKind, Kind, MAX_QUOTE, TextContext, clip};
+use super::{Effect, Error, ErrorKind, Kind, TextContext};
+use crate::clip::{QUOTE_MAX as MAX_QUOTE, clip};
 use crate::units::parse_duration;
 pub use spec::{
     Datatype, InferenceBackendSpec, InferenceCallSpec, InferenceRequest, Operation, Protocol, Tensor, TensorSpec,
@@ -158,7 +159,7 @@ impl InferenceBackend {
         // The model name was checked as one path segment before this (engine checks); check
         // again here, since a request may come from elsewhere.
         if let Some(m) = model
-            && let Err(e) = crate::engine::guard::path::one_segment(m)
+            && let Err(e) = crate::guard::path::one_segment(m)
         {
             return Err(self.error(ErrorKind::Refused, e.to_string()));
         }
@@ -605,7 +606,7 @@ spec:
     fn registry(specs: &str) -> Result<crate::engine::registry::Registry, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ml.yaml"), specs).unwrap();
-        crate::spec::compile::load_registry(&[dir.path().to_path_buf()])
+        crate::engine::compile::load_registry(&[dir.path().to_path_buf()])
             .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
     }
 
