@@ -35,7 +35,7 @@ fn the_shipped_spec_tests_pass_with_a_junit_report() {
 
 #[test]
 fn every_shipped_tool_has_a_spec_test() {
-    let reg = cluster_health_mcp::spec::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
+    let reg = cluster_health_mcp::engine::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
     let mut tested = BTreeSet::new();
     let mut stack = vec![root().join("tests.d")];
