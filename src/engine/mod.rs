@@ -10,6 +10,7 @@ pub use crate::clip;
 pub use crate::guard;
 pub mod compile;
 pub mod extract;
+pub mod features;
 pub mod invoke;
 pub mod json_view;
 pub mod k8s;

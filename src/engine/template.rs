@@ -54,6 +54,8 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("flatten", flatten);
     env.add_filter("clip", clip);
     env.add_filter("index_by", index_by);
+    env.add_filter("align", super::features::align);
+    env.add_filter("zip", super::features::zip);
     env.add_filter("pod_status", super::k8s::pod_status_filter);
     env.add_filter("node_status", super::k8s::node_status_filter);
     env.add_filter("condition", super::k8s::condition_filter);
