@@ -4,7 +4,7 @@
 //! memory bounded; slow and idle clients are cut off; connections past the cap are refused
 //! and descriptors stay bounded; integral floats reach the backend as integers; malformed
 //! bodies get 400 and JSON-RPC codes; `snapshot serve` masks Secrets and checks Host and
-//! token; stdio answers an over-long line.
+//! token; stdio answers an over-long line; session and rate limits hold per client address.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -516,4 +516,49 @@ fn stdio_answers_over_long_and_malformed_lines_that_carry_an_id() {
     drop(stdin);
     let status = child.wait().unwrap();
     assert!(status.success(), "stdio ends cleanly at EOF: {status}");
+}
+
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    cluster_health_mcp::install_crypto_provider();
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_per_client_address() {
+    let _serial = SERIAL.lock().await;
+    let s = Server::start(&[], &[("CHM_HTTP__RATE_LIMIT_PER_SECOND", "5"), ("CHM_HTTP__MAX_SESSIONS_PER_CLIENT", "5")]);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+        "capabilities": {}, "clientInfo": {"name": "abuse", "version": "1"}}});
+    let post = |c: &reqwest::Client| {
+        c.post(s.url("/mcp")).header("accept", "application/json, text/event-stream").json(&init).send()
+    };
+    // Client A (127.0.0.1) opens sessions until its own cap.
+    let a = client_from([127, 0, 0, 1]);
+    let mut a_statuses = Vec::new();
+    for _ in 0..7 {
+        a_statuses.push(post(&a).await.unwrap().status().as_u16());
+    }
+    assert_eq!(a_statuses, [200, 200, 200, 200, 200, 503, 503], "per-client session cap");
+    // Client B (127.0.0.2) is not affected.
+    let b = client_from([127, 0, 0, 2]);
+    assert_eq!(post(&b).await.unwrap().status(), 200, "another client still gets a session");
+    // A floods: past its burst (10, 7 spent) it gets 429 with Retry-After; B is still served.
+    let mut limited = 0;
+    let mut retry_after = None;
+    for _ in 0..80 {
+        let r = a.get(s.url("/mcp")).send().await.unwrap();
+        if r.status() == 429 {
+            limited += 1;
+            retry_after = r.headers().get("retry-after").cloned();
+        }
+    }
+    eprintln!("flooding client: {limited}/80 requests limited");
+    assert!(limited >= 40, "the flood is limited: {limited}/80");
+    assert!(retry_after.is_some());
+    let r = b.get(s.url("/mcp")).send().await.unwrap();
+    assert_ne!(r.status(), 429, "the other client is not limited");
 }
