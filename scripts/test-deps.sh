@@ -6,6 +6,7 @@
 #   .deps/npm/             @modelcontextprotocol/conformance + inspector
 #   .deps/venv/            Python venv: mcp, pytest, pyyaml, httpx, kubectl, Helm
 #                          (helm-python-sdk), kubernetes-validate
+#   .deps/ml-venv/         Python venv: kserve, scikit-learn (the model server of tests/ml)
 #   .deps/bin/             node, npm, npx (all on Node 22), conformance,
 #                          mcp-inspector, python/pytest (venv), pg tools
 #
@@ -131,6 +132,29 @@ done
 ln -sfn "$VENV/bin/kubectl" "$DEPS/bin/kubectl"
 "$DEPS/bin/kubectl" version --client >/dev/null 2>&1 || die "$DEPS/bin/kubectl does not run"
 
+# ---------------------------------------------- ML venv (a real KServe model server)
+# tests/ml serves scikit-learn models with PyPI `kserve` (its Model API, v1 + v2 REST).
+# kserve pins its own FastAPI/pydantic/uvicorn: a venv of its own keeps the MCP SDK's intact.
+ML_VENV="$DEPS/ml-venv"
+ML_REQS=(kserve==0.21.0 scikit-learn==1.9.1)
+if [[ ! -x "$ML_VENV/bin/python" ]]; then
+  log "creating venv $ML_VENV"
+  python3 -m venv "$ML_VENV" || die "python3 -m venv $ML_VENV failed"
+fi
+if ! "$ML_VENV/bin/python" - "${ML_REQS[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+for req in sys.argv[1:]:
+    name, want = req.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+then
+  log "installing ${ML_REQS[*]} into $ML_VENV"
+  "$ML_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ML_REQS[@]}" >&2
+fi
+"$ML_VENV/bin/python" -c 'import kserve, sklearn, joblib, numpy' || die "ml-venv imports failed (kserve, scikit-learn)"
+
 # ------------------------------------------------------- Debian packages
 need_apt=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
@@ -167,4 +191,5 @@ v_hf="$(hyperfine --version | awk '{print $2}')"
 v_bh="$(buildah --version | awk '{print $3}')"
 v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 v_kv="$("$VENV/bin/python" -c 'import kubernetes_validate as k; print(k.latest_version())')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kubernetes schemas <= $v_kv (deps in $DEPS)"
+v_ks="$("$ML_VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("kserve"), "/ scikit-learn", v("scikit-learn"))')"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kserve $v_ks, kubernetes schemas <= $v_kv (deps in $DEPS)"

@@ -1,0 +1,287 @@
+"""The inference backend end to end: a real KServe model server (PyPI `kserve`, in
+.deps/ml-venv) serving scikit-learn models trained here on generated data
+(tests/ml/model_server.py), called by our tools over MCP with the official Python SDK.
+
+Run: PATH=$PWD/.deps/bin:$PATH pytest tests/ml   (CHM_BIN overrides the binary; ML_PYTHON the
+model server's interpreter, default .deps/ml-venv/bin/python)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import anyio
+import httpx
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SPECS = HERE / "specs"
+ML_PYTHON = os.environ.get("ML_PYTHON") or str(REPO / ".deps" / "ml-venv" / "bin" / "python")
+BINDING_TIMEOUT = 2.0  # tests/ml/specs/custom.yaml: timeout: 2s
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def chm_bin() -> str:
+    path = Path(os.environ.get("CHM_BIN") or REPO / "target" / "debug" / "cluster-health-mcp")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"cluster-health-mcp binary not found at {path}; run `cargo build` or set CHM_BIN", pytrace=False)
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:  # noqa: ANN001
+    if not Path(ML_PYTHON).is_file():
+        pytest.fail(f"{ML_PYTHON} missing: run scripts/test-deps.sh (installs kserve + scikit-learn)", pytrace=False)
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run([ML_PYTHON, str(HERE / "model_server.py"), "train", "--out", str(out)], check=True, timeout=120)
+    return out
+
+
+class ModelServer:
+    def __init__(self, models: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc = subprocess.Popen(
+            [ML_PYTHON, str(HERE / "model_server.py"), "serve", "--dir", str(models), "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"model server exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).json().get("ready"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"model server not ready in 90 s: {log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def model_server(models: Path, log: Path) -> Iterator[ModelServer]:
+    s = ModelServer(models, log)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(trained: Path, tmp_path_factory) -> Iterator[ModelServer]:  # noqa: ANN001
+    with model_server(trained, tmp_path_factory.mktemp("logs") / "kserve.log") as s:
+        yield s
+
+
+@asynccontextmanager
+async def mcp(chm_bin: str, args: list[str], errlog: Path) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=chm_bin, args=[*args, "serve", "--no-reload"])
+    with open(errlog, "w") as err:
+        async with stdio_client(params, errlog=err) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                yield s
+
+
+def custom_args(url: str) -> list[str]:
+    """The YAML-only custom model: tests/ml/specs (bindings ml-v1/ml-v2, mode ml-test)."""
+    return [
+        "--replace-catalogue", "--specs", str(SPECS), "--mode", "ml-test",
+        "--set", f"backends.ml-v1.base_url={url}", "--set", f"backends.ml-v2.base_url={url}",
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- v1 and v2
+
+
+async def test_a_custom_model_added_by_yaml_is_called_over_v1_and_v2(chm_bin, shared_server, tmp_path) -> None:
+    with anyio.fail_after(30):
+        async with mcp(chm_bin, custom_args(shared_server.url), tmp_path / "chm.log") as s:
+            tools = {t.name: t for t in (await s.list_tools()).tools}
+            assert set(tools) == {"score-rows", "model-ready"}
+            assert tools["score-rows"].annotations.read_only_hint is True  # inference changes nothing
+
+            # IsolationForest trained around (0.5 cores, 1.0 GiB): the far row is an anomaly.
+            r = await s.call_tool("score-rows", {"model": "anomaly-detector", "rows": [[0.5, 1.0], [3.0, 9.0]]})
+            assert not r.is_error, r
+            out = r.structured_content
+            assert out["predictions_v1"] == [1, -1], out
+            assert out["predictions_v2"] == [1, -1], out
+            scores = out["outputs_v2"]["scores"]
+            assert scores[0] > 0 > scores[1], out
+            assert out["model_v2"] == "anomaly-detector"
+
+            # The regressor learnt y = (1.1 cpu + 0.01 hour, 1.05 mem): rows map back in order.
+            rows = [[1.0, 2.0, 10.0], [0.5, 1.0, 0.0]]
+            r = await s.call_tool("score-rows", {"model": "predictive-analytics", "rows": rows})
+            out = r.structured_content
+            for key in ("predictions_v1", "predictions_v2"):
+                got = out[key]
+                want = [[1.2, 2.1], [0.55, 1.05]]
+                assert len(got) == 2 and all(abs(g - w) < 0.01 for gr, wr in zip(got, want) for g, w in zip(gr, wr)), (key, got)
+
+
+async def test_readiness_and_metadata_follow_each_protocol(chm_bin, shared_server, tmp_path) -> None:
+    with anyio.fail_after(30):
+        async with mcp(chm_bin, custom_args(shared_server.url), tmp_path / "chm.log") as s:
+            r = await s.call_tool("model-ready", {"model": "anomaly-detector"})
+            out = r.structured_content
+            assert out["servers"]["v1"]["ready"] is True
+            assert set(out["servers"]["v1"]["models"]) == {"anomaly-detector", "predictive-analytics"}
+            assert out["servers"]["v2"]["ready"] is True
+            assert out["ready"]["v1"] == {"model": "anomaly-detector", "protocol": "v1", "ready": True}
+            assert out["ready"]["v2"] == {"model": "anomaly-detector", "protocol": "v2", "ready": True}
+            assert out["metadata"]["name"] == "anomaly-detector"
+
+            r = await s.call_tool("model-ready", {"model": "no-such-model"})
+            out = r.structured_content
+            assert not r.is_error
+            for step in ("ready_v1", "ready_v2", "meta_v2"):
+                sec = out["sections"][step]
+                assert sec["kind"] == "not-found", sec
+                assert "model `no-such-model`" in sec["reason"], sec
+
+
+# --------------------------------------------------------------------------- degraded
+
+
+async def test_a_stopped_or_hung_model_server_degrades_within_the_timeout(chm_bin, trained, tmp_path) -> None:
+    with model_server(trained, tmp_path / "kserve.log") as server:
+        async with mcp(chm_bin, custom_args(server.url), tmp_path / "chm.log") as s:
+            args = {"model": "anomaly-detector", "rows": [[0.5, 1.0]]}
+            r = await s.call_tool("score-rows", args)
+            assert r.structured_content["predictions_v1"] == [1]
+
+            # Hung (SIGSTOP: connections are accepted by the kernel, never answered): timeout.
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            t0 = time.monotonic()
+            with anyio.fail_after(BINDING_TIMEOUT * 3):
+                r = await s.call_tool("score-rows", args)
+            took = time.monotonic() - t0
+            os.kill(server.proc.pid, signal.SIGCONT)
+            assert not r.is_error, r
+            assert took < BINDING_TIMEOUT + 1.5, took
+            for step in ("v1", "v2"):
+                sec = r.structured_content["sections"][step]
+                assert sec["kind"] == "timeout", sec
+                assert f"model `anomaly-detector` on `ml-{step}` ({step}): no answer within 2s" in sec["reason"], sec
+            print(f"hung model server: degraded answer in {took:.2f} s (binding timeout {BINDING_TIMEOUT} s)")
+
+            # Stopped: unreachable at once, naming the model and the server.
+            server.stop()
+            t0 = time.monotonic()
+            r = await s.call_tool("score-rows", args)
+            took = time.monotonic() - t0
+            assert not r.is_error, r
+            assert r.structured_content["predictions_v1"] is None
+            for step in ("v1", "v2"):
+                sec = r.structured_content["sections"][step]
+                assert sec["kind"] == "unreachable", sec
+                assert f"model `anomaly-detector` on `ml-{step}` ({step}) could not be reached" in sec["reason"], sec
+            assert took < BINDING_TIMEOUT, took
+            print(f"stopped model server: degraded answer in {took:.2f} s")
+
+
+# --------------------------------------------------------------------------- shipped tools
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[str]:
+    """The seeded Prometheus of tests/prometheus (start.sh prints KEY=VALUE lines)."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.run(
+        ["bash", str(REPO / "tests" / "prometheus" / "start.sh")], capture_output=True, text=True, timeout=180, env=env
+    )
+    if out.returncode != 0:
+        pytest.fail(f"tests/prometheus/start.sh failed:\n{out.stderr[-3000:]}", pytrace=False)
+    vals = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    try:
+        yield vals["PROMETHEUS_URL"]
+    finally:
+        subprocess.run(["bash", str(REPO / "tests" / "prometheus" / "stop.sh"), vals["PROMETHEUS_PID"], vals["PROMETHEUS_DIR"]])
+
+
+def prom_vector(url: str, query: str) -> dict[str, float]:
+    r = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    return {f'{s["metric"]["namespace"]}/{s["metric"]["pod"]}': float(s["value"][1]) for s in r["data"]["result"]}
+
+
+async def test_analyze_anomalies_scores_every_pod_as_the_model_does(chm_bin, shared_server, prometheus, tmp_path) -> None:
+    """Full mode, the shipped tool: its answer equals what we get by asking Prometheus and the
+    model server ourselves."""
+    ns = "payments"
+    cpu = prom_vector(prometheus, f'sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{{container!="",namespace="{ns}"}}[5m]))')
+    mem = prom_vector(prometheus, f'sum by (namespace, pod) (container_memory_working_set_bytes{{container!="",namespace="{ns}"}}) / 1073741824')
+    keys = [k for k in cpu if k in mem]
+    assert keys, (cpu, mem)
+    # What the model says about these pods, asked directly.
+    preds = httpx.post(
+        f"{shared_server.url}/v1/models/anomaly-detector:predict", json={"instances": [[cpu[k], mem[k]] for k in keys]}, timeout=10
+    ).json()["predictions"]
+    expected = sorted(k for k, p in zip(keys, preds) if p == -1)
+
+    args = [
+        "--mode", "full", "--snapshot", "builtin:demo",
+        "--set", f"backends.prometheus.url={prometheus}",
+        "--set", f"backends.anomaly-detector.base_url={shared_server.url}",
+        "--set", f"backends.predictive-analytics.base_url={shared_server.url}",
+    ]  # fmt: skip
+    with anyio.fail_after(60):
+        async with mcp(chm_bin, args, tmp_path / "chm.log") as s:
+            r = await s.call_tool("analyze-anomalies", {"namespace": ns})
+            assert not r.is_error, r
+            out = r.structured_content
+            assert out["method"] == "model anomaly-detector (v1)", out
+            assert out["scored_pods"] == len(keys), (out, keys)
+            got = sorted(f'{a["namespace"]}/{a["pod"]}' for a in out["anomalies"])
+            assert got == expected, (got, expected)
+            text = r.content[0].text
+            assert f"{len(expected)} anomalous pod(s) of {len(keys)} scored" in text, text
+
+            r = await s.call_tool("predict-resource-usage", {"namespace": ns})
+            out = r.structured_content
+            assert out["count"] == len(keys), out
+            hour = time.gmtime().tm_hour
+            for p in out["predictions"]:
+                k = f'{p["namespace"]}/{p["pod"]}'
+                # y = (1.1 cpu + 0.01 hour, 1.05 mem), within the regressor's noise and the
+                # minute the data moved between our query and the tool's.
+                assert abs(p["cpu_cores_predicted"] - (1.1 * cpu[k] + 0.01 * hour)) < 0.03, (p, cpu[k])
+                assert abs(p["memory_gib_predicted"] - 1.05 * mem[k]) < 0.03, (p, mem[k])
