@@ -218,7 +218,15 @@ pub async fn run(
         })
         .map(|(k, _)| k.clone())
         .collect();
-    shape(proc, scope, &results, sections, active.response_budget, &narrow)
+    // Shaping thousands of rows is CPU work: on the multi-threaded runtime (serve), let this
+    // worker block while its other tasks move elsewhere, so health checks and other calls
+    // keep answering. (Single-threaded runtimes, as in tests, shape inline.)
+    let budget = active.response_budget;
+    let shaped = || shape(proc, scope, &results, sections, budget, &narrow);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(shaped),
+        _ => shaped(),
+    }
 }
 
 enum StepOutcome {
