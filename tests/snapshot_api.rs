@@ -102,7 +102,8 @@ async fn logs_writes_and_errors_behave_like_an_api_server() {
 
 #[tokio::test]
 async fn the_real_must_gather_samples_load_as_they_are() {
-    let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/must-gather-sample");
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let base = fixtures.join("must-gather-sample");
     assert!(base.exists(), "the must-gather samples are at {}", base.display());
     let mg = Store::load(&base.join("must-gather-clean-aws-4.8")).unwrap();
     assert!(mg.skipped.is_empty(), "{:?}", mg.skipped);
@@ -112,7 +113,7 @@ async fn the_real_must_gather_samples_load_as_they_are() {
     assert!(mg.captured_at.is_some(), "the must-gather timestamp is read");
     let insights = Store::load(&base.join("insights-archive-sample")).unwrap();
     assert_eq!(insights.objects[&(String::new(), "v1".into(), "nodes".into())].len(), 2, "kind inferred for archives");
-    let upgrade = Store::load(&base.join("oc-upgrade-status-examples/4.14.1-degraded")).unwrap();
+    let upgrade = Store::load(&fixtures.join("upgrades/4.14.1-degraded")).unwrap();
     assert!(upgrade.object_count() > 30);
     // And the kube client reads them.
     let client = api::kube_client(Arc::new(RwLock::new(mg)));

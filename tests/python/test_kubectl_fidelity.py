@@ -6,7 +6,7 @@ a. builtin:demo: get pods -A / nodes / deployments -n payments / clusteroperator
    api-resources, get --raw of one pod; object bodies compared whole with the YAML files
    (tests/snapshots/demo-cluster, must-gather layout; resourceVersion ignored if the server adds it)
 b. the table output of `kubectl get pods -A`
-c. the real must-gather sample (../shared/data/must-gather-sample/must-gather-clean-aws-4.8):
+c. the real must-gather sample (tests/fixtures/must-gather-sample/must-gather-clean-aws-4.8):
    pods in openshift-etcd and the clusteroperators
 
 A kubectl failure is reported with the tail of the same command rerun at -v=8 (the exact
@@ -30,7 +30,7 @@ import yaml
 from conftest import REPO, server_env, _stop
 
 DEMO = REPO / "tests" / "snapshots" / "demo-cluster"
-MUST_GATHER = REPO.parent / "shared" / "data" / "must-gather-sample" / "must-gather-clean-aws-4.8"
+MUST_GATHER = REPO / "tests" / "fixtures" / "must-gather-sample" / "must-gather-clean-aws-4.8"
 KUBECTL_TIMEOUT = 60
 
 
