@@ -23,11 +23,22 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let Some(tool) = active.registry.tools.get(&args.tool) else {
-        anyhow::bail!("unknown tool `{}` (see `cluster-health-mcp tools`)", args.tool);
-    };
     let call_args = super::parse_args(&args.args)?;
-    let prepared = prepare_args(&tool.proc, &call_args)?;
+    super::out(&serde_json::to_string_pretty(&rendered(&active, &args.tool, &call_args)?)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tool, its prepared arguments and each step's described request (as `render` prints
+/// them; spec tests compare with them).
+pub(crate) fn rendered(
+    active: &crate::engine::Active,
+    tool_name: &str,
+    call_args: &serde_json::Map<String, Value>,
+) -> anyhow::Result<Value> {
+    let Some(tool) = active.registry.tools.get(tool_name) else {
+        anyhow::bail!("unknown tool `{tool_name}` (see `cluster-health-mcp tools`)");
+    };
+    let prepared = prepare_args(&tool.proc, call_args)?;
     let mut scope: Scope = prepared.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
     // Results of earlier steps are not known without the network: they render as null.
@@ -63,6 +74,5 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         steps.push(entry);
     }
-    super::out(&serde_json::to_string_pretty(&json!({"tool": tool.name, "arguments": prepared, "steps": steps}))?);
-    Ok(ExitCode::SUCCESS)
+    Ok(json!({"tool": tool.name, "arguments": prepared, "steps": steps}))
 }

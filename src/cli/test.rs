@@ -1,7 +1,8 @@
 //! `test`: run spec tests (YAML documents of kind `Test`, by default under `tests.d/`)
 //! offline: each calls one tool of the catalogue against a fixture cluster (a snapshot
 //! directory or archive, or inline objects) and, when given, recorded Prometheus answers, then
-//! checks the error, the structured result (subset and JSONPath) and the text. `--junit`
+//! checks the rendered requests, the error, the structured result (subset and JSONPath) and
+//! the text. `--junit`
 //! writes a JUnit XML report; `--update` rewrites expected text files from the answers.
 
 use std::collections::HashMap;
@@ -169,6 +170,10 @@ async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Res
         active.response_budget = (tokens as usize).saturating_mul(4).max(1024);
     }
     let t = active.tools.get(tool).with_context(|| format!("spec.tool: no tool `{tool}` in the catalogue"))?.clone();
+    if let Some(want) = spec["expect"].get("requests") {
+        let got = super::render::rendered(&active, tool, &args)?;
+        subset(want, &got["steps"], "requests").map_err(|e| anyhow::anyhow!("rendered {e}"))?;
+    }
     let result = crate::engine::invoke::run(&active, &t.proc, &args, None, &CancellationToken::new()).await;
     check(&spec["expect"], result, base, update)
 }
@@ -261,15 +266,28 @@ fn check(
     Ok(())
 }
 
-/// `want` is contained in `got`: objects by key (recursively), everything else equal.
+/// `want` is contained in `got`: objects by key (recursively), lists of steps by their
+/// `step` name, everything else equal.
 fn subset(want: &Value, got: &Value, at: &str) -> Result<(), String> {
     match (want, got) {
+        (Value::Array(w), Value::Array(g)) if w.iter().all(|x| x.get("step").is_some()) => {
+            for ws in w {
+                let name = &ws["step"];
+                let gs = g.iter().find(|s| &s["step"] == name).ok_or_else(|| format!("{at}: no step {name}"))?;
+                subset(ws, gs, &format!("{at}[{}]", name.as_str().unwrap_or("?")))?;
+            }
+            Ok(())
+        }
         (Value::Object(w), Value::Object(g)) => {
             for (k, wv) in w {
                 let gv = g.get(k).ok_or_else(|| format!("{at}.{k} is missing"))?;
                 subset(wv, gv, &format!("{at}.{k}"))?;
             }
             Ok(())
+        }
+        (Value::Object(w), Value::String(g)) if w.len() == 1 && w.contains_key("contains") => {
+            let part = w["contains"].as_str().unwrap_or_default();
+            if g.contains(part) { Ok(()) } else { Err(format!("{at}: `{g}` does not contain `{part}`")) }
         }
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => Ok(()),
         _ if want == got => Ok(()),
