@@ -285,3 +285,55 @@ async def test_analyze_anomalies_scores_every_pod_as_the_model_does(chm_bin, sha
                 # minute the data moved between our query and the tool's.
                 assert abs(p["cpu_cores_predicted"] - (1.1 * cpu[k] + 0.01 * hour)) < 0.03, (p, cpu[k])
                 assert abs(p["memory_gib_predicted"] - 1.05 * mem[k]) < 0.03, (p, mem[k])
+
+
+ISVC = """apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: anomaly-detector, namespace: self-healing-platform, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "pvc://models/anomaly-detector"}}}
+status:
+  url: http://anomaly-detector.self-healing-platform.svc.cluster.local
+  conditions: [{type: Ready, status: "True", lastTransitionTime: "2026-01-01T00:00:00Z"}]
+"""
+
+
+def full_mode(snapshot: str, model_url: str) -> list[str]:
+    return [
+        "--mode", "full", "--snapshot", snapshot,
+        "--set", "backends.prometheus.url=http://127.0.0.1:1",
+        "--set", f"backends.anomaly-detector.base_url={model_url}",
+        "--set", f"backends.predictive-analytics.base_url={model_url}",
+    ]  # fmt: skip
+
+
+async def test_get_model_status_adds_protocol_readiness_and_a_dead_server_breaks_nothing(chm_bin, trained, tmp_path) -> None:
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    (cluster / "isvc.yaml").write_text(ISVC)
+    args = {"model_name": "anomaly-detector", "namespace": "self-healing-platform"}
+    with model_server(trained, tmp_path / "kserve.log") as server:
+        with anyio.fail_after(30):
+            async with mcp(chm_bin, full_mode(str(cluster), server.url), tmp_path / "chm.log") as s:
+                r = await s.call_tool("get-model-status", args)
+                assert not r.is_error, r
+                out = r.structured_content
+                assert out["ready"] is True, out
+                # Both bindings point at the one test server, which serves the model.
+                assert out["serving"] == [
+                    {"backend": "anomaly-detector", "protocol": "v1", "ready": True, "reason": None},
+                    {"backend": "predictive-analytics", "protocol": "v1", "ready": True, "reason": None},
+                ], out
+                assert "served by anomaly-detector (v1): ready" in r.content[0].text
+    # The model server is gone: the InferenceService status still answers, and so does the rest.
+    with anyio.fail_after(30):
+        async with mcp(chm_bin, full_mode(str(cluster), server.url), tmp_path / "chm2.log") as s:
+            r = await s.call_tool("get-model-status", args)
+            assert not r.is_error, r
+            serving = r.structured_content["serving"]
+            assert [m["ready"] for m in serving] == [False, False], serving
+            assert "model `anomaly-detector` on `anomaly-detector` (v1) could not be reached" in serving[0]["reason"]
+            r = await s.call_tool("get-cluster-health", {})
+            assert not r.is_error, r
+            # Prometheus is down too: its features are required, so the tool fails saying so.
+            r = await s.call_tool("analyze-anomalies", {})
+            assert r.is_error and "backend `prometheus`" in r.content[0].text, r
