@@ -1,5 +1,5 @@
 //! `cluster-health-mcp test`: the YAML spec tests under tests.d/ pass with a JUnit report,
-//! cover every shipped tool, and a wrong expectation fails with a located message (exit 1,
+//! cover every shipped tool, resource and prompt, and a wrong expectation fails with a located message (exit 1,
 //! a <failure> in the report); `--update` writes expected text files.
 
 use std::collections::BTreeSet;
@@ -34,10 +34,10 @@ fn the_shipped_spec_tests_pass_with_a_junit_report() {
 }
 
 #[test]
-fn every_shipped_tool_has_a_spec_test() {
+fn every_shipped_tool_resource_and_prompt_has_a_spec_test() {
     let reg = cluster_health_mcp::engine::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
         .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
-    let mut tested = BTreeSet::new();
+    let (mut tested, mut uris, mut prompts) = (BTreeSet::new(), Vec::new(), BTreeSet::new());
     let mut stack = vec![root().join("tests.d")];
     while let Some(p) = stack.pop() {
         if p.is_dir() {
@@ -47,11 +47,22 @@ fn every_shipped_tool_has_a_spec_test() {
                 if let Some(t) = doc["spec"]["tool"].as_str() {
                     tested.insert(t.to_string());
                 }
+                if let Some(u) = doc["spec"]["resource"].as_str() {
+                    uris.push(u.to_string());
+                }
+                if let Some(p) = doc["spec"]["prompt"].as_str() {
+                    prompts.insert(p.to_string());
+                }
             }
         }
     }
     let untested: Vec<&String> = reg.tools.keys().filter(|t| !tested.contains(*t)).collect();
     assert!(untested.is_empty(), "tools without a spec test in tests.d: {untested:?}");
+    let unread: Vec<&String> =
+        reg.resources.iter().filter(|(_, r)| !uris.iter().any(|u| r.match_uri(u).is_some())).map(|(n, _)| n).collect();
+    assert!(unread.is_empty(), "resources without a spec test in tests.d: {unread:?}");
+    let unrendered: Vec<&String> = reg.prompts.keys().filter(|p| !prompts.contains(*p)).collect();
+    assert!(unrendered.is_empty(), "prompts without a spec test in tests.d: {unrendered:?}");
 }
 
 #[test]

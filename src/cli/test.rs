@@ -1,5 +1,6 @@
 //! `test`: run spec tests (YAML documents of kind `Test`, by default under `tests.d/`)
-//! offline: each calls one tool of the catalogue against a fixture cluster (a snapshot
+//! offline: each calls one tool (or reads a resource, or renders a prompt) of the catalogue
+//! against a fixture cluster (a snapshot
 //! directory or archive, or inline objects) and, when given, recorded Prometheus answers, then
 //! checks the rendered requests, the error, the structured result (subset and JSONPath) and
 //! the text. `--junit`
@@ -15,6 +16,7 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::invoke::Outcome;
 use crate::settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +39,7 @@ struct Case {
 }
 
 /// A test's result: None when it passed, else what went wrong.
-struct Outcome {
+struct Verdict {
     case: String,
     file: String,
     seconds: f64,
@@ -69,7 +71,7 @@ pub async fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     for case in &cases {
         let started = Instant::now();
         let failure = run_case(case, settings, args.update).await.err().map(|e| format!("{e:#}"));
-        let o = Outcome {
+        let o = Verdict {
             case: case.name.clone(),
             file: case.file.display().to_string(),
             seconds: started.elapsed().as_secs_f64(),
@@ -119,7 +121,7 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Result<()> {
     let spec = &case.spec;
     let base = case.file.parent().unwrap_or(Path::new("."));
-    let tool = spec["tool"].as_str().context("spec.tool: the tool to call")?;
+    let tool = spec.get("tool").and_then(Value::as_str);
     let args: Map<String, Value> = spec.get("args").and_then(Value::as_object).cloned().unwrap_or_default();
     let work = WorkDir::new()?;
 
@@ -169,13 +171,58 @@ async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Res
     if let Some(tokens) = spec.get("responseBudgetTokens").and_then(Value::as_u64) {
         active.response_budget = (tokens as usize).saturating_mul(4).max(1024);
     }
-    let t = active.tools.get(tool).with_context(|| format!("spec.tool: no tool `{tool}` in the catalogue"))?.clone();
-    if let Some(want) = spec["expect"].get("requests") {
-        let got = super::render::rendered(&active, tool, &args)?;
-        subset(want, &got["steps"], "requests").map_err(|e| anyhow::anyhow!("rendered {e}"))?;
-    }
-    let result = crate::engine::invoke::run(&active, &t.proc, &args, None, &CancellationToken::new()).await;
+    let result = match (tool, spec.get("resource").and_then(Value::as_str), spec.get("prompt").and_then(Value::as_str))
+    {
+        (Some(tool), None, None) => {
+            let t = active
+                .tools
+                .get(tool)
+                .with_context(|| format!("spec.tool: no tool `{tool}` in the catalogue"))?
+                .clone();
+            if let Some(want) = spec["expect"].get("requests") {
+                let got = super::render::rendered(&active, tool, &args)?;
+                subset(want, &got["steps"], "requests").map_err(|e| anyhow::anyhow!("rendered {e}"))?;
+            }
+            crate::engine::invoke::run(&active, &t.proc, &args, None, &CancellationToken::new())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        (None, Some(uri), None) => read_resource(active, uri).await,
+        (None, None, Some(name)) => {
+            let p = active.prompts.get(name).with_context(|| format!("spec.prompt: no prompt `{name}`"))?;
+            crate::mcp::handler::render_prompt(p, args)
+                .map(|r| {
+                    let structured = serde_json::to_value(&r).unwrap_or_default();
+                    let text = crate::engine::extract::query("$.messages[*].content.text", &structured)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    Outcome { structured, text, content: vec![], error: None }
+                })
+                .map_err(|e| e.message.to_string())
+        }
+        _ => anyhow::bail!("a test has one of spec.tool, spec.resource (a URI) or spec.prompt"),
+    };
     check(&spec["expect"], result, base, update)
+}
+
+/// Read a resource as `resources/read` does: its text contents, and the JSON they hold.
+async fn read_resource(active: crate::engine::Active, uri: &str) -> Result<Outcome, String> {
+    let handler = crate::mcp::handler::Handler { state: crate::mcp::state::State::new(active) };
+    let read = handler.run_resource(uri, &CancellationToken::new()).await.map_err(|e| e.message.to_string())?;
+    let text = read
+        .contents
+        .iter()
+        .filter_map(|c| match c {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let structured = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Outcome { structured, text, content: vec![], error: None })
 }
 
 /// A scratch directory for one test (the mode file, inline objects), removed afterwards.
@@ -202,14 +249,9 @@ impl Drop for WorkDir {
 }
 
 /// Compare an answer with `expect`.
-fn check(
-    expect: &Value,
-    result: Result<crate::engine::invoke::Outcome, crate::engine::invoke::Error>,
-    base: &Path,
-    update: bool,
-) -> anyhow::Result<()> {
+fn check(expect: &Value, result: Result<Outcome, String>, base: &Path, update: bool) -> anyhow::Result<()> {
     let outcome = match (result, expect.get("error").and_then(Value::as_str)) {
-        (Err(e), Some(want)) if e.to_string().contains(want) => return Ok(()),
+        (Err(e), Some(want)) if e.contains(want) => return Ok(()),
         (Err(e), Some(want)) => anyhow::bail!("error `{e}` does not contain `{want}`"),
         (Err(e), None) => anyhow::bail!("the call failed: {e}"),
         (Ok(o), Some(want)) => match &o.error {
@@ -342,7 +384,7 @@ fn xml(s: &str) -> String {
 }
 
 /// A JUnit XML report (one suite; a test's class is its file).
-fn junit(outcomes: &[Outcome]) -> String {
+fn junit(outcomes: &[Verdict]) -> String {
     let failures = outcomes.iter().filter(|o| o.failure.is_some()).count();
     let total: f64 = outcomes.iter().map(|o| o.seconds).sum();
     let mut x = format!(

@@ -218,7 +218,7 @@ fn prompt_of(p: &registry::Prompt) -> Prompt {
     prompt
 }
 
-fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> Result<GetPromptResult, McpError> {
+pub(crate) fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> Result<GetPromptResult, McpError> {
     let mut ctx = Map::new();
     for (name, a) in &p.spec.arguments {
         let v = match given.get(name) {
