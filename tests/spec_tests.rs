@@ -96,3 +96,38 @@ fn a_wrong_expectation_fails_and_update_writes_the_expected_text() {
     let out = chm(&["test", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_mode_captures_a_live_prometheus_and_the_recording_replays_offline() {
+    // A live Prometheus API (any query: one series per node with a value).
+    let app = axum::Router::new().fallback(|| async {
+        axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"instance": "node-a"}, "value": [1764496800, "0.25"]},
+            {"metric": {"instance": "node-b"}, "value": [1764496800, "0.5"]}]}}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: cluster-health-mcp/v1\nkind: Test\nmetadata: {name: util}\nspec:\n  tool: get-node-utilization\n  \
+         prometheus: rec.json\n  expect:\n    structured: {cluster: {cpu_percent: 37.5, memory_percent: 37.5}}\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let rec = tokio::task::spawn_blocking(move || chm(&["test", &f, "--record-prometheus", &live])).await.unwrap();
+    assert!(rec.status.success(), "{}", String::from_utf8_lossy(&rec.stdout));
+    let recording: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("rec.json")).unwrap()).unwrap();
+    let answers = recording["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 2, "cpu and memory queries recorded: {recording}");
+    assert!(answers.iter().all(|a| a["path"] == "/api/v1/query"));
+
+    server.abort();
+    let f = file.to_str().unwrap().to_string();
+    let replay = tokio::task::spawn_blocking(move || chm(&["test", &f])).await.unwrap();
+    assert!(replay.status.success(), "offline from the recording: {}", String::from_utf8_lossy(&replay.stdout));
+}

@@ -29,6 +29,10 @@ pub struct Args {
     /// Rewrite every `expect.textFile` with the text the tool answers now (review the diff).
     #[arg(long)]
     pub update: bool,
+    /// Record mode: tests whose `prometheus` names a file ask this live Prometheus (or Thanos
+    /// querier) instead, and the answers are written to that file (review the diff).
+    #[arg(long, value_name = "URL")]
+    pub record_prometheus: Option<String>,
 }
 
 /// One test document.
@@ -70,7 +74,10 @@ pub async fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     for case in &cases {
         let started = Instant::now();
-        let failure = run_case(case, settings, args.update).await.err().map(|e| format!("{e:#}"));
+        let failure = run_case(case, settings, args.update, args.record_prometheus.as_deref())
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
         let o = Verdict {
             case: case.name.clone(),
             file: case.file.display().to_string(),
@@ -118,7 +125,7 @@ fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Result<()> {
+async fn run_case(case: &Case, settings: &Settings, update: bool, record: Option<&str>) -> anyhow::Result<()> {
     let spec = &case.spec;
     let base = case.file.parent().unwrap_or(Path::new("."));
     let tool = spec.get("tool").and_then(Value::as_str);
@@ -140,8 +147,14 @@ async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Res
             Some(s) => base.join(s).display().to_string(),
         }
     };
+    let recording: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let mut record_to = None;
     let prometheus = match spec.get("prometheus") {
         None | Some(Value::Null) => None,
+        Some(Value::String(file)) if record.is_some() => {
+            record_to = Some((base.join(file), record.unwrap_or_default().to_string()));
+            Some(proxy_prometheus(record.unwrap_or_default().to_string(), recording.clone()).await?)
+        }
         Some(Value::String(file)) => {
             let text = std::fs::read_to_string(base.join(file)).with_context(|| format!("spec.prometheus: {file}"))?;
             let v: Value = serde_json::from_str(&text).with_context(|| format!("spec.prometheus: {file}"))?;
@@ -205,7 +218,46 @@ async fn run_case(case: &Case, settings: &Settings, update: bool) -> anyhow::Res
         }
         _ => anyhow::bail!("a test has one of spec.tool, spec.resource (a URI) or spec.prompt"),
     };
+    if let Some((file, url)) = record_to {
+        let answers = recording.lock().map(|a| a.clone()).unwrap_or_default();
+        let doc = json!({"description": format!("Recorded from {url} by `cluster-health-mcp test --record-prometheus`."), "answers": answers});
+        std::fs::write(&file, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
     check(&spec["expect"], result, base, update)
+}
+
+/// Record mode: forward every request to a live Prometheus and keep each answer (by API
+/// path and the exact query) for the recording file.
+async fn proxy_prometheus(upstream: String, recording: Arc<std::sync::Mutex<Vec<Value>>>) -> anyhow::Result<String> {
+    use axum::extract::{Query, Request};
+    crate::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |Query(q): Query<HashMap<String, String>>, req: Request| {
+        let (client, upstream, recording) = (client.clone(), upstream.clone(), recording.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let url = format!("{}{}", upstream.trim_end_matches('/'), req.uri());
+            let body: Value = match client.get(&url).send().await {
+                Ok(r) => r.json().await.unwrap_or_else(|e| json!({"status": "error", "error": e.to_string()})),
+                Err(e) => json!({"status": "error", "errorType": "unavailable", "error": e.to_string()}),
+            };
+            let query = q.get("query").or_else(|| q.get("match[]")).cloned().unwrap_or_default();
+            if body["status"] == "success"
+                && let Ok(mut rec) = recording.lock()
+                && !rec.iter().any(|a| a["path"] == path.as_str() && a["contains"] == query.as_str())
+            {
+                rec.push(json!({"path": path, "contains": query, "data": body["data"]}));
+            }
+            axum::Json(body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }
 
 /// Read a resource as `resources/read` does: its text contents, and the JSON they hold.
@@ -353,8 +405,9 @@ fn diff(want: &str, got: &str) -> String {
     out.join("\n")
 }
 
-/// Serve recorded Prometheus answers on a loopback port: the first answer whose `path` is the
-/// request's and whose `contains` is part of its `query` (or `match[]`) is returned as `data`;
+/// Serve recorded Prometheus answers on a loopback port: the answer whose `path` is the
+/// request's and whose `contains` is its `query` (or `match[]`), else the first whose
+/// `contains` is part of it, is returned as `data`;
 /// an unmatched query gets an empty vector, as Prometheus answers for missing series.
 async fn recorded_prometheus(answers: Vec<Value>) -> anyhow::Result<String> {
     use axum::extract::{Query, Request};
@@ -363,9 +416,11 @@ async fn recorded_prometheus(answers: Vec<Value>) -> anyhow::Result<String> {
         let answers = answers.clone();
         async move {
             let query = q.get("query").or_else(|| q.get("match[]")).cloned().unwrap_or_default();
-            let data = answers
-                .iter()
-                .find(|a| a["path"] == req.uri().path() && query.contains(a["contains"].as_str().unwrap_or("")))
+            // An exact (recorded) query first, else the first answer whose part it holds.
+            let on_path = || answers.iter().filter(|a| a["path"] == req.uri().path());
+            let data = on_path()
+                .find(|a| a["contains"] == query.as_str())
+                .or_else(|| on_path().find(|a| query.contains(a["contains"].as_str().unwrap_or(""))))
                 .map(|a| a["data"].clone())
                 .unwrap_or(json!({"resultType": "vector", "result": []}));
             axum::Json(json!({"status": "success", "data": data}))
