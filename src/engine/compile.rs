@@ -15,7 +15,8 @@ use crate::backends::{CallSpec, Effect, TextContext};
 use crate::engine::extract;
 use crate::engine::lint::{self, InputFacts, InputKind};
 use crate::engine::registry::{
-    BackendBinding, Field, FieldCheck, FieldValue, Hints, Mode, Procedure, Prompt, Registry, Resource, Step, Tool,
+    BackendBinding, Field, FieldCheck, FieldValue, Hints, Mode, Procedure, Prompt, PromptBody, Registry, Resource,
+    Step, Tool,
 };
 use crate::engine::template;
 use crate::spec::diagnostic::{Diagnostic, Source, SourceRef};
@@ -943,10 +944,36 @@ fn compile_prompt(p: &Located<PromptDoc>, diags: &mut Vec<Diagnostic>) -> Option
             _ => diags.push(p.src.diag(&ptr, "a prompt message needs exactly one of `text` or `content`", None)),
         }
     }
-    (diags.len() == before).then(|| Prompt {
+    if diags.len() > before {
+        return None;
+    }
+    let mut templates = template::Templates::default();
+    let mut bodies = Vec::new();
+    for (i, m) in p.doc.spec.messages.iter().enumerate() {
+        let ptr = format!("/spec/messages/{i}");
+        let body = match (&m.text, &m.content) {
+            (Some(text), _) => templates
+                .add(template::Mode::Request, &format!("{ptr}/text"), text)
+                .map(|_| PromptBody::Text(format!("{ptr}/text"))),
+            (None, Some(c)) => templates
+                .tree(template::Mode::Request, &format!("{ptr}/content"), &serde_json::to_value(c).expect("serializes"))
+                .map(PromptBody::Content),
+            (None, None) => continue,
+        };
+        match body {
+            Ok(b) => bodies.push(b),
+            Err(e) => {
+                diags.push(p.src.diag(&ptr, format!("prompt message does not compile: {e}"), None));
+                return None;
+            }
+        }
+    }
+    Some(Prompt {
         name: p.doc.metadata.name.clone(),
         labels: p.doc.metadata.labels.clone(),
         spec: p.doc.spec.clone(),
+        bodies,
+        templates,
     })
 }
 

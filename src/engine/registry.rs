@@ -212,6 +212,18 @@ pub struct Prompt {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub spec: PromptSpec,
+    /// Each message's body, compiled once (same order as `spec.messages`).
+    pub bodies: Vec<PromptBody>,
+    /// The prompt's compiled text templates.
+    pub templates: Templates,
+}
+
+/// A compiled prompt message body.
+pub enum PromptBody {
+    /// A text template, by its name in the prompt's [`Templates`].
+    Text(String),
+    /// A content block whose string leaves are templates.
+    Content(Tree),
 }
 
 /// Whether a document is exposed in a mode, and why not.

@@ -249,42 +249,15 @@ impl Tree {
     }
 }
 
-/// Render a template string to text.
+/// Render a template string once (parsing it each time: for tests and one-off tools; calls
+/// use the compiled [`Templates`]).
 pub fn render_str(source: &str, ctx: &Value) -> Result<String, Error> {
     env().render_str(source, ctx)
 }
 
-/// Evaluate one expression (strict).
+/// Evaluate one expression once (strict; parsed each time, see [`render_str`]).
 pub fn eval_expr(source: &str, ctx: &Value) -> Result<Value, Error> {
     env().compile_expression(source)?.eval(ctx)
-}
-
-/// Evaluate one shaping expression (chainable undefined).
-pub fn eval_shaping(source: &str, ctx: &Value) -> Result<Value, Error> {
-    shaping_env().compile_expression(source)?.eval(ctx)
-}
-
-/// Render a shaping template (chainable undefined).
-pub fn render_shaping(source: &str, ctx: &Value) -> Result<String, Error> {
-    shaping_env().render_str(source, ctx)
-}
-
-/// Render a JSON tree whose string leaves are templates. A leaf that is one `{{ expr }}`
-/// keeps the expression's native JSON type (numbers stay numbers, lists stay lists).
-pub fn render_json(tree: &serde_json::Value, ctx: &Value) -> Result<serde_json::Value, Error> {
-    use serde_json::Value as J;
-    Ok(match tree {
-        J::String(s) => match single_expression(s) {
-            Some(expr) => to_json(&eval_expr(expr, ctx)?)?,
-            None if s.contains("{{") || s.contains("{%") => J::String(render_str(s, ctx)?),
-            None => J::String(s.clone()),
-        },
-        J::Array(items) => J::Array(items.iter().map(|i| render_json(i, ctx)).collect::<Result<_, _>>()?),
-        J::Object(map) => {
-            J::Object(map.iter().map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?))).collect::<Result<_, Error>>()?)
-        }
-        other => other.clone(),
-    })
 }
 
 /// Convert a template value to JSON (undefined becomes null).
@@ -523,7 +496,11 @@ mod tests {
     #[test]
     fn single_expression_leaves_keep_their_type() {
         let ctx = crate::engine::template::to_value(&serde_json::json!({"n": 5, "xs": [1, 2]}));
-        let out = render_json(&serde_json::json!({"a": "{{ n }}", "b": "n={{ n }}", "c": "{{ xs }}"}), &ctx).unwrap();
+        let mut t = Templates::default();
+        let tree = t
+            .tree(Mode::Request, "/t", &serde_json::json!({"a": "{{ n }}", "b": "n={{ n }}", "c": "{{ xs }}"}))
+            .unwrap();
+        let out = t.render_tree(Mode::Request, &tree, &ctx).unwrap();
         assert_eq!(out, serde_json::json!({"a": 5, "b": "n=5", "c": [1, 2]}));
     }
 

@@ -20,7 +20,7 @@ use super::state::State;
 use crate::clip::{ECHO_MAX, clip};
 use crate::engine::invoke::{self, Error as CallError};
 use crate::engine::registry;
-use crate::engine::template;
+use crate::engine::template::{self, Mode};
 use crate::spec::model::Role;
 
 /// How often a session's notification task looks whether its transport has closed.
@@ -239,7 +239,7 @@ pub(crate) fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> 
     }
     let mctx = template::to_value(&ctx);
     let mut messages = Vec::new();
-    for m in &p.spec.messages {
+    for (m, body) in p.spec.messages.iter().zip(&p.bodies) {
         let role = match m.role {
             Role::User => McpRole::User,
             Role::Assistant => McpRole::Assistant,
@@ -247,16 +247,18 @@ pub(crate) fn render_prompt(p: &registry::Prompt, given: Map<String, Value>) -> 
         let fail = |e: minijinja::Error| {
             McpError::internal_error(format!("prompt `{}`: {}", p.name, invoke::template_error(&e)), None)
         };
-        if let Some(text) = &m.text {
-            messages.push(PromptMessage::new_text(
+        match body {
+            registry::PromptBody::Text(name) => messages.push(PromptMessage::new_text(
                 role,
-                template::render_str(text, &mctx).map_err(fail)?.trim().to_string(),
-            ));
-        } else if let Some(c) = &m.content {
-            let tree = template::render_json(&serde_json::to_value(c).unwrap_or_default(), &mctx).map_err(fail)?;
-            let block: ContentBlock = serde_json::from_value(tree)
-                .map_err(|e| McpError::internal_error(format!("prompt `{}`: invalid content: {e}", p.name), None))?;
-            messages.push(PromptMessage::new(role, block));
+                p.templates.render(Mode::Request, name, &mctx).map_err(fail)?.trim().to_string(),
+            )),
+            registry::PromptBody::Content(tree) => {
+                let tree = p.templates.render_tree(Mode::Request, tree, &mctx).map_err(fail)?;
+                let block: ContentBlock = serde_json::from_value(tree).map_err(|e| {
+                    McpError::internal_error(format!("prompt `{}`: invalid content: {e}", p.name), None)
+                })?;
+                messages.push(PromptMessage::new(role, block));
+            }
         }
     }
     let mut result = GetPromptResult::new(messages);
