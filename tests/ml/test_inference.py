@@ -325,6 +325,12 @@ async def test_get_model_status_adds_protocol_readiness_and_a_dead_server_breaks
                     {"backend": "predictive-analytics", "protocol": "v1", "ready": True, "reason": None},
                 ], out
                 assert "served by anomaly-detector (v1): ready" in r.content[0].text
+                r = await s.call_tool("list-models", {})
+                servers = r.structured_content["servers"]
+                assert [(m["backend"], m["ready"], sorted(m["models"])) for m in servers] == [
+                    (b, True, ["anomaly-detector", "predictive-analytics"]) for b in ("anomaly-detector", "predictive-analytics")
+                ], servers
+                assert r.structured_content["models"][0]["name"] == "anomaly-detector"
     # The model server is gone: the InferenceService status still answers, and so does the rest.
     with anyio.fail_after(30):
         async with mcp(chm_bin, full_mode(str(cluster), server.url), tmp_path / "chm2.log") as s:
@@ -333,6 +339,9 @@ async def test_get_model_status_adds_protocol_readiness_and_a_dead_server_breaks
             serving = r.structured_content["serving"]
             assert [m["ready"] for m in serving] == [False, False], serving
             assert "model `anomaly-detector` on `anomaly-detector` (v1) could not be reached" in serving[0]["reason"]
+            r = await s.call_tool("list-models", {})
+            servers = r.structured_content["servers"]
+            assert [(m["ready"], "could not be reached" in m["reason"]) for m in servers] == [(False, True)] * 2, servers
             r = await s.call_tool("get-cluster-health", {})
             assert not r.is_error, r
             # Prometheus is down too: its features are required, so the tool fails saying so.
