@@ -1,18 +1,21 @@
 //! Per-call engine overhead (issue 8, "Compile once"): what one `engine::invoke::run` costs on
 //! a compiled registry, measured in-process with no MCP transport in front.
 //!
-//! - `list_pods`: the catalogue's `list-pods` over a generated 1,000-pod snapshot held
-//!   in-process (`source: {snapshot: {path}}`): default limit (50 rows shaped) and a copy of it
-//!   allowing `limit: 1000` (all 1,000 rows shaped; the catalogue caps the limit at 500).
-//! - `promql`: one PromQL query against an in-process fake Prometheus (axum on 127.0.0.1:0
-//!   answering `/api/v1/query` with a fixed 3-series vector): the catalogue's guarded
-//!   `query-prometheus`, and `bench-restarts`, whose query carries an argument through
-//!   `promql_string`. Figures are engine overhead plus one loopback HTTP round trip.
-//! - `render`: one step's request rendered from prepared arguments (and, where the engine
-//!   has it, checked and typed), no network.
+//! The specs are a fixed fixture (tests/bench/engine/specs.yaml: the catalogue's list-pods and
+//! query-prometheus as of b50fa6e, and one bench tool), so every engine version runs the same
+//! text; `shipped_default_limit` runs the checkout's own list-pods.
 //!
-//! `cargo bench --bench engine`; figures and the before/after comparison: tests/bench/README.md.
-//! The same file runs on older commits: only `render_step` differs (see its comment).
+//! - `list_pods`: list-pods over a generated 1,000-pod snapshot held in-process (`source:
+//!   {snapshot: {path}}`): the default limit (50 rows shaped) and `limit: 1000` (all 1,000).
+//! - `promql`: one PromQL query against an in-process fake Prometheus (axum on 127.0.0.1:0
+//!   answering `/api/v1/query` with a fixed 3-series vector): the guarded `query-prometheus`,
+//!   and `bench-restarts`, whose query carries a free-text argument through `promql_string`.
+//!   Figures are engine overhead plus one loopback HTTP round trip.
+//! - `render`: one step's request rendered from prepared arguments (and, where the engine
+//!   has them, checked and typed), no network.
+//!
+//! `tests/bench/engine.sh [CHECKOUT]`; figures and the before/after comparison:
+//! tests/bench/README.md. The same file runs on older commits: only `render_step` differs.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -31,32 +34,6 @@ const SEED: u64 = 42;
 const PODS: usize = 1_000;
 const NODES: usize = 20;
 const NAMESPACES: usize = 10;
-
-/// The bench tool with an escaped argument, next to a copy of `list-pods` allowing 1,000 rows.
-const RESTARTS_TOOL: &str = r#"apiVersion: cluster-health-mcp/v1
-kind: Tool
-metadata:
-  name: bench-restarts
-spec:
-  description: Container restarts per pod in one namespace (benchmark fixture; one PromQL query with an escaped argument).
-  annotations: {readOnly: true}
-  input:
-    namespace: {type: string, required: true, maxLength: 253, description: "Namespace as free text, so it needs the escaper."}
-  steps:
-    restarts:
-      prometheus: {query: 'sum by (pod) (kube_pod_container_status_restarts_total{namespace={{ namespace | promql_string }}})'}
-  output:
-    structured:
-      pods:
-        each: restarts.result
-        fields:
-          pod: item.metric.pod
-          restarts: item.value
-      total: restarts.result | sum(attribute='value')
-    text: |
-      {{ pods | length }} pods, {{ total }} restarts{% for p in pods %}
-      {{ p.pod }}: {{ p.restarts }}{% endfor %}
-"#;
 
 /// The fake Prometheus's answer to every instant query.
 fn vector() -> Value {
@@ -94,13 +71,13 @@ impl Fixture {
         );
         rt.spawn(async move { axum::serve(listener, app).await });
 
+        // The fixed fixture, plus the checkout's own list-pods as shipped (renamed).
         let specs = dir.path().join("specs");
         std::fs::create_dir_all(&specs).expect("specs dir");
-        let list_pods = std::fs::read_to_string(root.join("tools.d/core/list-pods.yaml")).expect("list-pods.yaml");
-        let list_pods_1000 = replace_once(&list_pods, "name: list-pods\n", "name: list-pods-1000\n");
-        let list_pods_1000 = replace_once(&list_pods_1000, "minimum: 1, maximum: 500,", "minimum: 1, maximum: 1000,");
-        std::fs::write(specs.join("list-pods-1000.yaml"), list_pods_1000).expect("write");
-        std::fs::write(specs.join("bench-restarts.yaml"), RESTARTS_TOOL).expect("write");
+        let shipped = std::fs::read_to_string(root.join("tools.d/core/list-pods.yaml")).expect("list-pods.yaml");
+        assert_eq!(shipped.matches("name: list-pods\n").count(), 1, "list-pods.yaml names list-pods once");
+        let shipped = shipped.replacen("name: list-pods\n", "name: shipped-list-pods\n", 1);
+        std::fs::write(specs.join("shipped-list-pods.yaml"), shipped).expect("write");
         let mode = json!({
             "apiVersion": "cluster-health-mcp/v1",
             "kind": "Mode",
@@ -119,7 +96,7 @@ impl Fixture {
         // JSON is YAML: the mode needs no YAML writer.
         std::fs::write(specs.join("bench-mode.yaml"), mode.to_string()).expect("write");
 
-        let paths: Vec<PathBuf> = vec![root.join("tools.d"), root.join("modes"), specs];
+        let paths: Vec<PathBuf> = vec![root.join("tests/bench/engine/specs.yaml"), specs];
         let registry = load_registry(&paths).unwrap_or_else(|diags| {
             for d in &diags {
                 eprintln!("{d:?}");
@@ -145,11 +122,6 @@ impl Fixture {
     }
 }
 
-fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "expected `{from}` once in list-pods.yaml");
-    text.replacen(from, to, 1)
-}
-
 fn args(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -157,22 +129,41 @@ fn args(v: Value) -> Map<String, Value> {
     }
 }
 
-/// Render one step's request from prepared arguments the way a call does: build the template
-/// scope, render, and (on the compile-once engine) check and type the request.
-///
-/// This is the one function that differs between engine versions. On b50fa6e it reads:
-/// ```ignore
-/// let mut ctx = prepared.clone();
-/// ctx.insert("backends".into(), active.backend_flags());
-/// let mctx = template::to_value(&ctx);
-/// invoke::render_request(step, &mctx).map(drop).map_err(|e| e.to_string())
-/// ```
-fn render_step(active: &Active, proc: &Procedure, step: &str, prepared: &Map<String, Value>) -> Result<(), String> {
+/// The template scope a call builds from prepared arguments.
+fn scope(active: &Active, prepared: &Map<String, Value>) -> invoke::Scope {
     use cluster_health_mcp::engine::template;
-    let step = proc.steps.iter().find(|s| s.name == step).ok_or("no such step")?;
     let mut scope: invoke::Scope = prepared.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
-    invoke::render_request(step, proc, &scope).map(|r| drop(black_box(r))).map_err(|e| e.message)
+    scope
+}
+
+/// Render one step's request from prepared arguments, as a call does: template scope, then
+/// the request's templates (pure render: no check).
+///
+/// This and `render_checked` are the only code that differs between engine versions. On
+/// b50fa6e (templates parsed per call, no run-time check) both read:
+/// ```ignore
+/// let step = proc.steps.iter().find(|s| s.name == step).ok_or("no such step")?;
+/// let mut ctx = prepared.clone();
+/// ctx.insert("backends".into(), active.backend_flags());
+/// let mctx = cluster_health_mcp::engine::template::to_value(&ctx);
+/// invoke::render_request(step, &mctx).map(|r| drop(black_box(r)))
+/// ```
+fn render_step(active: &Active, proc: &Procedure, step: &str, prepared: &Map<String, Value>) -> Result<(), String> {
+    use cluster_health_mcp::engine::template::Mode;
+    let step = proc.steps.iter().find(|s| s.name == step).ok_or("no such step")?;
+    let ctx = minijinja::Value::from(scope(active, prepared));
+    proc.templates
+        .render_tree(Mode::Request, &step.request, &ctx)
+        .map(|r| drop(black_box(r)))
+        .map_err(|e| e.to_string())
+}
+
+/// What a call does before sending: render, then check the request (PromQL parsed and
+/// compared with the inert rendering, selectors, names) and type it.
+fn render_checked(active: &Active, proc: &Procedure, step: &str, prepared: &Map<String, Value>) -> Result<(), String> {
+    let step = proc.steps.iter().find(|s| s.name == step).ok_or("no such step")?;
+    invoke::render_request(step, proc, &scope(active, prepared)).map(|r| drop(black_box(r))).map_err(|e| e.message)
 }
 
 /// Each case once before measuring: it answers, and with what we expect.
@@ -181,13 +172,13 @@ fn check_cases(f: &Fixture, cases: &[Case]) {
         let o = f.call(c.tool, &c.args);
         let s = &o.structured;
         let summary = match c.tool {
-            "list-pods" | "list-pods-1000" => format!("returned {} of total {}", s["returned"], s["total"]),
+            "list-pods" | "shipped-list-pods" => format!("returned {} of total {}", s["returned"], s["total"]),
             "query-prometheus" => format!("{} series", s["series"]),
             _ => format!("total {}", s["total"]),
         };
         eprintln!("{}: {summary}; text {} bytes", c.id, o.text.len());
         match c.id {
-            "default_limit" => assert_eq!(s["returned"], 50),
+            "default_limit" | "shipped_default_limit" => assert_eq!(s["returned"], 50),
             "limit_1000" => assert_eq!(s["total"], PODS),
             "query_prometheus" => assert_eq!(s["series"], 3),
             "escaped_argument" => assert_eq!(s["total"], 15.0),
@@ -206,7 +197,8 @@ struct Case {
 fn cases() -> (Vec<Case>, Vec<Case>) {
     let pods = vec![
         Case { id: "default_limit", tool: "list-pods", step: "page", args: args(json!({})) },
-        Case { id: "limit_1000", tool: "list-pods-1000", step: "page", args: args(json!({"limit": 1000})) },
+        Case { id: "limit_1000", tool: "list-pods", step: "page", args: args(json!({"limit": 1000})) },
+        Case { id: "shipped_default_limit", tool: "shipped-list-pods", step: "page", args: args(json!({})) },
     ];
     let promql = vec![
         Case {
@@ -249,16 +241,19 @@ fn engine(c: &mut Criterion) {
         g.finish();
     }
 
-    let mut g = c.benchmark_group("render");
-    g.sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    for case in pods.iter().take(1).chain(promql.iter()) {
-        let proc = f.proc(case.tool);
-        let prepared = invoke::prepare_args(proc, &case.args).expect("arguments");
-        render_step(&f.active, proc, case.step, &prepared).expect("renders");
-        let id = if case.id == "default_limit" { "list_pods" } else { case.id };
-        g.bench_function(id, |b| b.iter(|| render_step(&f.active, proc, case.step, black_box(&prepared))));
+    type Render = fn(&Active, &Procedure, &str, &Map<String, Value>) -> Result<(), String>;
+    for (group, render) in [("render", render_step as Render), ("render_checked", render_checked as Render)] {
+        let mut g = c.benchmark_group(group);
+        g.sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+        for case in pods.iter().take(1).chain(promql.iter()) {
+            let proc = f.proc(case.tool);
+            let prepared = invoke::prepare_args(proc, &case.args).expect("arguments");
+            render(&f.active, proc, case.step, &prepared).expect("renders");
+            let id = if case.id == "default_limit" { "list_pods" } else { case.id };
+            g.bench_function(id, |b| b.iter(|| render(&f.active, proc, case.step, black_box(&prepared))));
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, engine);
