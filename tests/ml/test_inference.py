@@ -379,8 +379,14 @@ async def test_the_statistical_path_finds_the_injected_cpu_bursts(chm_bin, prome
                     # The 5-minute rate window (t-300, t] inside the burst: anomalous; outside:
                     # normal; partly inside: the burst pod is not counted either way.
                     overlap = max(0, min(t, start + BURST_LENGTH) - max(t - 300, start))
-                    truth = {BURSTY} if overlap == 300 else set()
-                    if 0 < overlap < 300:
+                    # The baseline is the hour ending 5 minutes before t (`offset 5m`). When it
+                    # already holds 5 minutes or more of the burst, the burst has raised its own
+                    # baseline: by design the detector reports the onset, so such times are not
+                    # counted either way (they occur when T's phase aligns the grid with the
+                    # burst start: two full windows per burst, the second one self-baselined).
+                    base_overlap = max(0, min(t - 300, start + BURST_LENGTH) - max(t - 300 - 3600, start))
+                    truth = {BURSTY} if overlap == 300 and base_overlap < 300 else set()
+                    if 0 < overlap < 300 or (overlap == 300 and base_overlap >= 300):
                         found.discard(BURSTY)
                         scored = out["scored_pods"] - 1
                     else:
