@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cluster_health_mcp::engine::compile::load_registry;
 use cluster_health_mcp::engine::registry::Procedure;
 use cluster_health_mcp::engine::{Active, invoke};
-use cluster_health_mcp::spec::compile::load_registry;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;

@@ -3,11 +3,6 @@
 pub mod args;
 pub mod budget;
 pub mod checks;
-/// Clipping of echoed values (kept here for older paths; the module is `crate::clip`).
-pub use crate::clip;
-/// Old path of `crate::guard`, kept while in-flight work moves over.
-#[doc(hidden)]
-pub use crate::guard;
 pub mod compile;
 pub mod extract;
 pub mod features;

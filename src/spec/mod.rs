@@ -8,9 +8,6 @@ pub mod model;
 pub mod schema;
 pub mod yaml;
 
-/// Old path of `engine::compile`, kept while in-flight work moves over.
-#[doc(hidden)]
-pub use crate::engine::compile;
 pub use diagnostic::Diagnostic;
 
 use serde_json::Value;
