@@ -138,7 +138,7 @@ spec:
     let t = reg.tools.get("score").unwrap();
     assert!(t.hints.read_only);
     assert_eq!(t.proc.effect(), Effect::SideEffectFree);
-    assert_eq!(t.proc.effect_notes(), vec!["step scored: method `POST`, declared side-effect free".to_string()]);
+    assert_eq!(t.proc.effect_notes(), vec!["step scored: method `POST`, side-effect free".to_string()]);
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     for e in &active.exposure {
         let status = if e.exposed { "exposed".to_string() } else { format!("hidden: {}", e.reason) };
         // Every tool and resource says what it does to the world: read, write, or a non-GET
-        // call declared side-effect free.
+        // call that is side-effect free (declared by the step, or by its kind: inference).
         let effect = match e.effect {
             None => "",
             Some(Effect::Read) => "read",

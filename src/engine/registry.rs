@@ -252,7 +252,7 @@ impl Procedure {
             .map(|s| {
                 let (_, action) = s.call.action();
                 match s.effect {
-                    Effect::SideEffectFree => format!("step {}: {action}, declared side-effect free", s.name),
+                    Effect::SideEffectFree => format!("step {}: {action}, side-effect free", s.name),
                     _ => format!("step {}: {action} writes", s.name),
                 }
             })
