@@ -11,6 +11,7 @@ pub mod clip;
 pub mod configure;
 pub mod engine;
 pub mod guard;
+pub mod identity;
 pub mod mcp;
 pub mod settings;
 pub mod snapshot;

@@ -1,0 +1,107 @@
+//! The caller of one call: who asked (a validated OAuth token's claims, the static token, or
+//! nobody in particular), carried through the call in a tokio task-local so that backends
+//! (Kubernetes impersonation), the audit record and refusals can read it without changing
+//! any signature. The MCP handler and the REST routes set it around a call with [`scope`];
+//! anything inside the call reads it with [`current`].
+//!
+//! Steps of a call run inside the caller's task (the executor polls them together), so the
+//! identity is visible to every backend request; a task spawned inside a call does not
+//! inherit it: wrap its future with [`scope`] again.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// How the caller was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// No authentication configured (stdio, loopback HTTP without a token, the CLI).
+    Anonymous,
+    /// The static bearer token (`http.token_file`): one shared identity.
+    StaticToken,
+    /// A JWT access token validated against the issuer's keys (`mcp::auth`).
+    OAuth,
+}
+
+/// A caller's validated identity. Never holds a credential: the token it came from is not
+/// kept (no token passthrough).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// How the caller was authenticated.
+    pub source: Source,
+    /// Stable subject: the token's `sub`, or `static-token` / `anonymous`.
+    pub subject: String,
+    /// The user name to act as in Kubernetes (impersonation): the configured username claim
+    /// (default `preferred_username`), else the subject.
+    pub username: String,
+    /// Groups from the configured groups claim (default `groups`).
+    pub groups: Vec<String>,
+    /// Granted OAuth scopes (`scope`, space separated, or `scp`).
+    pub scopes: Vec<String>,
+    /// Token issuer (`iss`), for OAuth identities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// OAuth client the token was issued to (`azp` or `client_id`), if the token says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl Identity {
+    /// The caller when no authentication applies.
+    pub fn anonymous() -> Identity {
+        Identity {
+            source: Source::Anonymous,
+            subject: "anonymous".into(),
+            username: "anonymous".into(),
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            issuer: None,
+            client_id: None,
+        }
+    }
+
+    /// The holder of the static bearer token.
+    pub fn static_token() -> Identity {
+        Identity {
+            source: Source::StaticToken,
+            subject: "static-token".into(),
+            username: "static-token".into(),
+            ..Identity::anonymous()
+        }
+    }
+
+    /// Was this scope granted?
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<Identity>;
+}
+
+/// Run `fut` as `identity`: [`current`] inside it (and inside the steps it polls) returns it.
+pub async fn scope<F: Future>(identity: Arc<Identity>, fut: F) -> F::Output {
+    CURRENT.scope(identity, fut).await
+}
+
+/// The identity of the call being run, if any was set.
+pub fn current() -> Option<Arc<Identity>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_identity_is_visible_inside_its_scope_only() {
+        assert!(current().is_none());
+        let who = Arc::new(Identity { subject: "alice".into(), ..Identity::anonymous() });
+        let seen = scope(who.clone(), async { current() }).await;
+        assert_eq!(seen.as_deref(), Some(&*who));
+        assert!(current().is_none());
+    }
+}
