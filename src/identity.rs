@@ -92,6 +92,48 @@ pub fn current() -> Option<Arc<Identity>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
+/// The headers of the HTTP request that carried a call (credentials among them: never logged
+/// or shown). A kubernetes binding with `identity: caller-token` reads the caller's own
+/// Kubernetes token from the header it names (OpenShift Lightspeed forwards it); nothing else
+/// reads them.
+#[derive(Clone, Default)]
+pub struct Forwarded(pub http::HeaderMap);
+
+impl std::fmt::Debug for Forwarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.keys().map(|k| k.as_str()).collect();
+        f.debug_tuple("Forwarded").field(&names).finish()
+    }
+}
+
+impl Forwarded {
+    /// The bearer token in `header`: `Bearer <token>`, or the bare value in a header other than
+    /// Authorization.
+    pub fn bearer_token(&self, header: &str) -> Option<&str> {
+        let value = self.0.get(header)?.to_str().ok()?.trim();
+        let token = match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ if header.eq_ignore_ascii_case("authorization") => return None,
+            _ => value,
+        };
+        (!token.is_empty()).then_some(token)
+    }
+}
+
+tokio::task_local! {
+    static FORWARDED: Arc<Forwarded>;
+}
+
+/// Run `fut` with the request headers `headers` visible to [`forwarded`].
+pub async fn with_headers<F: Future>(headers: Arc<Forwarded>, fut: F) -> F::Output {
+    FORWARDED.scope(headers, fut).await
+}
+
+/// The headers of the request the call being run came in (None over stdio and the CLI).
+pub fn forwarded() -> Option<Arc<Forwarded>> {
+    FORWARDED.try_with(Arc::clone).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +145,17 @@ mod tests {
         let seen = scope(who.clone(), async { current() }).await;
         assert_eq!(seen.as_deref(), Some(&*who));
         assert!(current().is_none());
+    }
+
+    #[test]
+    fn forwarded_tokens_are_read_from_the_named_header_and_never_printed() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer t0k3n".parse().unwrap());
+        headers.insert("x-kubernetes-token", "k8s".parse().unwrap());
+        let f = Forwarded(headers);
+        assert_eq!(f.bearer_token("Authorization"), Some("t0k3n"));
+        assert_eq!(f.bearer_token("X-Kubernetes-Token"), Some("k8s"));
+        assert_eq!(f.bearer_token("x-other"), None);
+        assert!(!format!("{f:?}").contains("t0k3n"));
     }
 }

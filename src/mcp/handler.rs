@@ -61,6 +61,18 @@ fn error_result(e: &CallError) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("{e}. {}", e.advice()))])
 }
 
+/// Run a call on behalf of its caller: the identity the HTTP authentication layer put into the
+/// request's extensions (`crate::identity::Identity`), and the request's headers for bindings
+/// that act with the caller's own Kubernetes token. Over stdio there is neither.
+async fn as_caller<F: std::future::Future>(ctx: &RequestContext<RoleServer>, fut: F) -> F::Output {
+    let Some(parts) = ctx.extensions.get::<http::request::Parts>() else { return fut.await };
+    let headers = Arc::new(crate::identity::Forwarded(parts.headers.clone()));
+    match parts.extensions.get::<crate::identity::Identity>() {
+        Some(who) => crate::identity::scope(Arc::new(who.clone()), crate::identity::with_headers(headers, fut)).await,
+        None => crate::identity::with_headers(headers, fut).await,
+    }
+}
+
 fn args_of(v: Option<Map<String, Value>>) -> Map<String, Value> {
     v.unwrap_or_default()
 }
@@ -318,7 +330,8 @@ impl ServerHandler for Handler {
                 None,
             ));
         };
-        Ok(self.run_tool(active, tool, request, ctx).await.into())
+        let ctx2 = ctx.clone();
+        Ok(as_caller(&ctx2, self.run_tool(active, tool, request, ctx)).await.into())
     }
 
     async fn list_resources(
@@ -347,7 +360,7 @@ impl ServerHandler for Handler {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        Ok(self.run_resource(&request.uri, &ctx.ct).await?.into())
+        Ok(as_caller(&ctx, self.run_resource(&request.uri, &ctx.ct)).await?.into())
     }
 
     async fn list_prompts(
