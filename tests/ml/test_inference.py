@@ -325,6 +325,16 @@ async def test_get_model_status_adds_protocol_readiness_and_a_dead_server_breaks
                     {"backend": "predictive-analytics", "protocol": "v1", "ready": True, "reason": None},
                 ], out
                 assert "served by anomaly-detector (v1): ready" in r.content[0].text
+                assert out["inference_service"] == "present", out
+                # Served by the bound servers but without an InferenceService: a degraded
+                # answer with the protocol readiness, saying the InferenceService is absent.
+                r = await s.call_tool("get-model-status", {"model_name": "predictive-analytics", "namespace": "self-healing-platform"})
+                assert not r.is_error, r
+                out = r.structured_content
+                assert out["inference_service"] == "absent" and out["ready"] is True, out
+                assert [m["ready"] for m in out["serving"]] == [True, True], out
+                assert out["sections"]["isvc"]["kind"] == "not-found", out
+                assert "(no InferenceService self-healing-platform/predictive-analytics: readiness from the model servers only)" in r.content[0].text
                 r = await s.call_tool("list-models", {})
                 servers = r.structured_content["servers"]
                 assert [(m["backend"], m["ready"], sorted(m["models"])) for m in servers] == [
