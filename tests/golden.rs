@@ -84,6 +84,11 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "get-model-status",
             json!({"namespace": "ml-serving", "model_name": "fraud-scorer"}),
         ),
+        (
+            "detect-deployment-method-helm",
+            "detect-deployment-method",
+            json!({"namespace": "payments", "name": "payments-api-mkrp2xtfbl-7bpqm"}),
+        ),
     ]
 }
 

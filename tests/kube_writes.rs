@@ -65,6 +65,38 @@ async fn write_verbs_change_the_in_memory_cluster() {
     assert!(std::fs::read_to_string(file).unwrap().contains(&victim), "the snapshot files are never touched");
 }
 
+#[tokio::test]
+async fn dry_run_writes_answer_the_change_and_keep_nothing() {
+    let paths = [root().join("tools.d"), root().join("modes"), root().join("tests/kube_writes")];
+    let reg = cluster_health_mcp::engine::compile::load_registry(&paths).unwrap();
+    let active = Active::new(Arc::new(reg), "demo").unwrap();
+    let ns = json!("shop-frontend");
+    async fn limits(active: &Active) -> (Value, Value) {
+        let dep = call(active, "get-resource", json!({"api_version": "apps/v1", "kind": "Deployment", "namespace": "shop-frontend", "name": "storefront", "fields": ["spec.template.spec.containers", "metadata.resourceVersion"]})).await.unwrap();
+        (dep["object"]["containers"][0]["resources"]["limits"].clone(), dep["object"]["resourceVersion"].clone())
+    }
+    let before = limits(&active).await;
+    let out = call(
+        &active,
+        "raise-memory-limit",
+        json!({"namespace": ns, "name": "storefront", "container": "storefront", "memory": "7Gi", "dry_run": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["limits"]["memory"], "7Gi", "the dry run answers the object as it would be: {out}");
+    assert_eq!(limits(&active).await, before, "a dry run changes nothing, not even the resourceVersion");
+
+    let out = call(&active, "delete-pod-dry-run", json!({"namespace": ns, "name": "storefront-t2swd52zfz-zr4dm"}))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"deleted": "storefront-t2swd52zfz-zr4dm", "dry_run": true}));
+    call(&active, "get-pod", json!({"namespace": ns, "name": "storefront-t2swd52zfz-zr4dm"}))
+        .await
+        .expect("still there");
+    let err = call(&active, "delete-pod-dry-run", json!({"namespace": ns, "name": "no-such-pod"})).await.unwrap_err();
+    assert!(err.contains("404"), "a dry run still checks the object exists: {err}");
+}
+
 #[test]
 fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
     let dir = tempfile::tempdir().unwrap();

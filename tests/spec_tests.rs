@@ -91,7 +91,7 @@ fn a_wrong_expectation_fails_and_update_writes_the_expected_text() {
     let out = chm(&["test", file.to_str().unwrap(), "--update"]);
     assert_eq!(out.status.code(), Some(1), "the wrong expectation still fails");
     let text = std::fs::read_to_string(dir.path().join("ns.txt")).unwrap();
-    assert!(text.starts_with("9 namespaces: data-platform"), "{text}");
+    assert!(text.starts_with("10 namespaces: data-platform"), "{text}");
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("total: 8", "total: 7")).unwrap();
     let out = chm(&["test", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

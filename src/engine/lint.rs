@@ -595,8 +595,19 @@ impl Node {
 }
 
 /// Filters whose result is a number or boolean whatever the input.
-const NUMERIC_FILTERS: &[&str] =
-    &["int", "float", "length", "count", "abs", "round", "bool", "wordcount", "duration_seconds", "percent"];
+const NUMERIC_FILTERS: &[&str] = &[
+    "int",
+    "float",
+    "length",
+    "count",
+    "abs",
+    "round",
+    "bool",
+    "wordcount",
+    "duration_seconds",
+    "unix_seconds",
+    "percent",
+];
 
 /// Functions a request template may call.
 const ALLOWED_FUNCTIONS: &[&str] = &["now"];

@@ -32,6 +32,53 @@ pub fn quantity_filter(v: Value) -> Result<Value, Error> {
     parse_quantity(&s).map(Value::from).ok_or_else(|| invalid(format!("`{s}` is not a Kubernetes quantity")))
 }
 
+/// A number as a Kubernetes quantity: `671088640 | to_quantity` -> `640Mi` (the largest binary
+/// suffix that divides it exactly; a fraction becomes milli-units, `0.25` -> `250m`), or in a
+/// given unit rounded up: `(300 * 1024 * 1024 + 1) | to_quantity('Mi')` -> `301Mi`.
+/// A string is parsed as a quantity first; none stays none.
+pub fn to_quantity_filter(v: Value, unit: Option<&str>) -> Result<Value, Error> {
+    if v.is_none() || v.is_undefined() {
+        return Ok(Value::from(()));
+    }
+    let n = match f64::try_from(v.clone()) {
+        Ok(n) => n,
+        Err(_) => {
+            let s = v.to_string();
+            parse_quantity(&s).ok_or_else(|| invalid(format!("`{s}` is not a Kubernetes quantity")))?
+        }
+    };
+    if !n.is_finite() || n < 0.0 {
+        return Err(invalid(format!("{n} cannot be written as a quantity")));
+    }
+    if let Some(unit) = unit {
+        let mult = parse_quantity(&format!("1{unit}"))
+            .ok_or_else(|| invalid(format!("`{unit}` is not a quantity suffix (Ki, Mi, Gi, Ti, k, M, G, m)")))?;
+        // Tolerate float noise before rounding up (2.5 * 256Mi is exact, 0.1 * 3 is not).
+        let units = (n / mult * 1e9).round() / 1e9;
+        return Ok(Value::from(format!("{}{unit}", units.ceil() as u64)));
+    }
+    if n.fract() != 0.0 {
+        let milli = (n * 1000.0 * 1e6).round() / 1e6;
+        return Ok(Value::from(format!("{}m", milli.ceil() as u64)));
+    }
+    let n = n as u64;
+    for (suffix, mult) in
+        [("Ei", 1u64 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)]
+    {
+        if n >= mult && n.is_multiple_of(mult) {
+            return Ok(Value::from(format!("{}{suffix}", n / mult)));
+        }
+    }
+    Ok(Value::from(n.to_string()))
+}
+
+/// An RFC 3339 time as unix seconds: `now() | unix_seconds` -> 1795608000.
+pub fn unix_seconds_filter(v: &str) -> Result<i64, Error> {
+    v.parse::<DateTime<Utc>>()
+        .map(|t| t.timestamp())
+        .map_err(|e| invalid(format!("`{v}` is not an RFC 3339 time: {e}")))
+}
+
 /// `"1h30m" | duration_seconds` -> 5400.
 pub fn duration_seconds_filter(v: &str) -> Result<f64, Error> {
     parse_duration(v).ok_or_else(|| invalid(format!("`{v}` is not a duration (examples: 30s, 5m, 1h30m, 7d)")))
@@ -73,6 +120,20 @@ mod tests {
         assert_eq!(parse_quantity("1G"), Some(1e9));
         assert_eq!(parse_quantity("1e3"), Some(1000.0));
         assert_eq!(parse_quantity("12Zi"), None);
+    }
+
+    #[test]
+    fn numbers_format_as_canonical_quantities() {
+        let f = |v: Value, u: Option<&str>| to_quantity_filter(v, u).unwrap().to_string();
+        assert_eq!(f(Value::from(256.0 * 1048576.0 * 2.5), None), "640Mi");
+        assert_eq!(f(Value::from(8589934592u64), None), "8Gi");
+        assert_eq!(f(Value::from(1536), None), "1536");
+        assert_eq!(f(Value::from(0.25), None), "250m");
+        assert_eq!(f(Value::from("1Gi"), Some("Mi")), "1024Mi");
+        assert_eq!(f(Value::from(300.0 * 1048576.0 + 1.0), Some("Mi")), "301Mi");
+        assert!(to_quantity_filter(Value::from(-1), None).is_err());
+        assert!(to_quantity_filter(Value::from(1), Some("Xi")).is_err());
+        assert_eq!(unix_seconds_filter("2026-11-25T12:00:00Z").unwrap(), 1795608000);
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("top", top);
     env.add_filter("pick", pick);
     env.add_filter("quantity", quantity::quantity_filter);
+    env.add_filter("to_quantity", quantity::to_quantity_filter);
+    env.add_filter("unix_seconds", quantity::unix_seconds_filter);
     env.add_filter("duration_seconds", quantity::duration_seconds_filter);
     env.add_filter("age", quantity::age_filter);
     env.add_filter("age_seconds", quantity::age_seconds_filter);

@@ -192,14 +192,27 @@ fn dispatch(
         ));
     };
     let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+    // `dryRun=All` on a write (a query parameter, or DeleteOptions in a DELETE's body): the
+    // answer is the object as it would be; nothing changes.
+    let mut dry_run: Vec<String> = q.get("dryRun").cloned().into_iter().collect();
+    if method == Method::DELETE
+        && let Ok(options) = serde_json::from_slice::<Value>(body)
+        && let Some(Value::Array(values)) = options.get("dryRun")
+    {
+        dry_run.extend(values.iter().map(|v| v.as_str().unwrap_or_default().to_string()));
+    }
+    if let Some(other) = dry_run.iter().find(|v| *v != "All") {
+        return bad_request(format!("Invalid dry run value `{other}`: only `All` is supported"));
+    }
+    let dry = !dry_run.is_empty();
     match (method, name, sub) {
         (Method::GET, None, _) => list(store, &rt, ns, q, wants_table(headers)).unwrap_or_else(|e| e),
         (Method::GET, Some(n), None) => respond(get_one(store, &rt, ns, n), wants_table(headers), &rt, store),
         (Method::GET, Some(n), Some("log")) if rt.kind == "Pod" => logs(store, ns, n, q),
         (Method::GET, Some(n), Some("scale")) => scale_get(store, &rt, ns, n),
-        (Method::DELETE, Some(n), None) => delete(store, &rt, ns, n),
-        (Method::PATCH, Some(n), None) => patch(store, &rt, ns, n, headers, body),
-        (Method::PATCH, Some(n), Some("scale")) => scale_patch(store, &rt, ns, n, body),
+        (Method::DELETE, Some(n), None) => delete(store, &rt, ns, n, dry),
+        (Method::PATCH, Some(n), None) => patch(store, &rt, ns, n, headers, body, dry),
+        (Method::PATCH, Some(n), Some("scale")) => scale_patch(store, &rt, ns, n, body, dry),
         (m, _, _) => {
             status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{m} is not supported on a snapshot"))
         }
@@ -451,30 +464,49 @@ fn strip_timestamp(line: &str) -> &str {
     }
 }
 
+/// Apply `f` to a stored object and answer the result; with `dry`, to a copy that is answered
+/// and dropped (the store and its revision are left as they were).
 fn with_object<F: FnOnce(&mut Value) -> Result<(), String>>(
     store: &Shared,
     rt: &ResourceType,
     ns: &str,
     name: &str,
+    dry: bool,
     f: F,
 ) -> Response {
     let mut s = store.write().unwrap_or_else(|e| e.into_inner());
-    s.revision += 1;
-    let rev = s.revision.to_string();
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
     let Some(obj) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) else {
         return not_found(format!("{} \"{name}\" not found", rt.plural));
     };
+    if dry {
+        let mut copy = obj.clone();
+        return match f(&mut copy) {
+            Ok(()) => axum::Json(copy).into_response(),
+            Err(e) => bad_request(e),
+        };
+    }
     if let Err(e) = f(obj) {
         return bad_request(e);
     }
+    s.revision += 1;
+    let rev = s.revision.to_string();
+    let Some(obj) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) else {
+        return not_found(format!("{} \"{name}\" not found", rt.plural));
+    };
     obj["metadata"]["resourceVersion"] = Value::String(rev);
     axum::Json(obj.clone()).into_response()
 }
 
-fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
+fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str, dry: bool) -> Response {
     let mut s = store.write().unwrap_or_else(|e| e.into_inner());
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
+    if dry {
+        return match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
+            Some(o) => axum::Json(o.clone()).into_response(),
+            None => not_found(format!("{} \"{name}\" not found", rt.plural)),
+        };
+    }
     match s.objects.get_mut(&key).and_then(|m| m.remove(&(ns.to_string(), name.to_string()))) {
         Some(o) => {
             s.revision += 1;
@@ -484,7 +516,15 @@ fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Response {
     }
 }
 
-fn patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+fn patch(
+    store: &Shared,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    dry: bool,
+) -> Response {
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if ctype.starts_with("application/json-patch+json") {
         return status(
@@ -498,7 +538,7 @@ fn patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, headers: &Head
         Err(e) => return bad_request(format!("invalid patch body: {e}")),
     };
     let strategic = ctype.starts_with("application/strategic-merge-patch+json");
-    with_object(store, rt, ns, name, |obj| {
+    with_object(store, rt, ns, name, dry, |obj| {
         if strategic {
             strategic_merge(obj, &patch);
         } else {
@@ -552,7 +592,7 @@ fn scale_get(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Respons
     }
 }
 
-fn scale_patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, body: &Bytes) -> Response {
+fn scale_patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, body: &Bytes, dry: bool) -> Response {
     let patch: Value = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => return bad_request(format!("invalid patch body: {e}")),
@@ -560,12 +600,17 @@ fn scale_patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, body: &B
     let Some(replicas) = patch.pointer("/spec/replicas").and_then(Value::as_i64).filter(|r| *r >= 0) else {
         return bad_request("scale patch needs spec.replicas >= 0".into());
     };
-    let resp = with_object(store, rt, ns, name, |obj| {
+    let resp = with_object(store, rt, ns, name, dry, |obj| {
         obj["spec"]["replicas"] = json!(replicas);
         Ok(())
     });
     if !resp.status().is_success() {
         return resp;
+    }
+    if dry {
+        return axum::Json(json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"replicas": replicas}}))
+        .into_response();
     }
     scale_get(store, rt, ns, name)
 }

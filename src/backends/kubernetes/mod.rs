@@ -195,6 +195,8 @@ impl KubernetesBackend {
         };
         let need_name = || name.clone().ok_or_else(|| invalid(format!("verb `{verb}` needs a `name`")));
         let kube_err = |e: kube::Error| self.map_error(e, &kind, ns.as_deref(), name.as_deref());
+        // Writes may ask the server to check and answer without persisting (dryRun=All).
+        let pp = PatchParams { dry_run: req.dry_run, ..Default::default() };
         let value = match req.verb {
             KubernetesVerb::List => {
                 let lp = ListParams {
@@ -264,8 +266,9 @@ impl KubernetesBackend {
                 json!({"items": list.items.into_iter().map(|o| serde_json::to_value(o).unwrap_or_default()).collect::<Vec<_>>()})
             }
             KubernetesVerb::Delete => {
-                api.delete(&need_name()?, &DeleteParams::default()).await.map_err(kube_err)?;
-                json!({"deleted": {"kind": kind, "namespace": ns, "name": name}})
+                let dp = DeleteParams { dry_run: req.dry_run, ..Default::default() };
+                api.delete(&need_name()?, &dp).await.map_err(kube_err)?;
+                json!({"deleted": {"kind": kind, "namespace": ns, "name": name}, "dryRun": req.dry_run})
             }
             KubernetesVerb::Patch => {
                 let patch = req
@@ -280,17 +283,13 @@ impl KubernetesBackend {
                         return Err(invalid(format!("unsupported patchType `{other}` (merge or strategic)")));
                     }
                 };
-                object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
+                object_json(api.patch(&need_name()?, &pp, &p).await.map_err(kube_err)?, &ar)
             }
             KubernetesVerb::Scale => {
                 let replicas =
                     req.replicas.filter(|r| *r >= 0).ok_or_else(|| invalid("scale needs `replicas` >= 0".into()))?;
                 let s = api
-                    .patch_scale(
-                        &need_name()?,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                    )
+                    .patch_scale(&need_name()?, &pp, &Patch::Merge(json!({"spec": {"replicas": replicas}})))
                     .await
                     .map_err(kube_err)?;
                 serde_json::to_value(s).unwrap_or_default()
@@ -300,7 +299,7 @@ impl KubernetesBackend {
                 let p = Patch::Merge(
                     json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}),
                 );
-                object_json(api.patch(&need_name()?, &PatchParams::default(), &p).await.map_err(kube_err)?, &ar)
+                object_json(api.patch(&need_name()?, &pp, &p).await.map_err(kube_err)?, &ar)
             }
         };
         Ok(value)
@@ -400,7 +399,7 @@ fn describe_request(req: &KubernetesRequest) -> Value {
             out.insert(k.into(), json!(v));
         }
     }
-    for (k, v) in [("previous", req.previous), ("timestamps", req.timestamps)] {
+    for (k, v) in [("previous", req.previous), ("timestamps", req.timestamps), ("dryRun", req.dry_run)] {
         if v {
             out.insert(k.into(), json!(true));
         }

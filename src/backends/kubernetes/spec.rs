@@ -160,6 +160,11 @@ pub struct KubernetesCallSpec {
     /// Logs: prefix each line with its timestamp.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamps: Option<Value>,
+    /// Writes (delete, patch, scale, rollout-restart): ask the API server to check and answer
+    /// the change without persisting it (`dryRun=All`); the answer is the object as it would
+    /// be. A boolean, usually `"{{ dry_run }}"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<Value>,
 }
 
 fn default_kubernetes() -> String {
@@ -218,4 +223,6 @@ pub struct KubernetesRequest {
     pub grep: Option<String>,
     #[serde(default, deserialize_with = "lenient::flag")]
     pub timestamps: bool,
+    #[serde(default, deserialize_with = "lenient::flag")]
+    pub dry_run: bool,
 }
