@@ -52,6 +52,7 @@ fn overlay(base: Loaded, user: Loaded) -> Loaded {
         prompts: merge(base.prompts, user.prompts, |d| &d.metadata.name),
         backends: merge(base.backends, user.backends, |d| &d.metadata.name),
         modes: merge(base.modes, user.modes, |d| &d.metadata.name),
+        workflows: merge(base.workflows, user.workflows, |d| &d.metadata.name),
         files: base.files.into_iter().chain(user.files).collect(),
     }
 }

@@ -17,6 +17,7 @@ pub mod settings;
 pub mod snapshot;
 pub mod spec;
 pub mod units;
+pub mod workflows;
 
 /// Exit code for specs that fail validation (EX_CONFIG, as vector and sysexits use).
 pub const EXIT_INVALID_SPEC: u8 = 78;

@@ -19,10 +19,10 @@ use clap::{Parser, Subcommand};
 use crate::settings::Settings;
 
 const AFTER_HELP: &str = "\
-Specs are YAML documents (kinds Tool, Resource, Prompt, Backend, Mode). The catalogue built
-into the binary is always there; --specs files add to it (a document of the same kind and
-name replaces the built-in one); --replace-catalogue uses only --specs. `export DIR` writes
-the built-in catalogue out for editing.
+Specs are YAML documents (kinds Tool, Resource, Prompt, Backend, Mode, Workflow). The
+catalogue built into the binary is always there; --specs files add to it (a document of the
+same kind and name replaces the built-in one); --replace-catalogue uses only --specs.
+`export DIR` writes the built-in catalogue out for editing.
 
 Settings layer as: defaults < --config file < CHM_* environment (nested with __, e.g.
 CHM_HTTP__BIND=0.0.0.0:8080) < flags. Backend fields are settings too:

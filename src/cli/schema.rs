@@ -7,7 +7,7 @@ use crate::spec::schema;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kind to print (Tool, Resource, Prompt, Backend, Mode).
+    /// Kind to print (Tool, Resource, Prompt, Backend, Mode, Workflow).
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(schema::KINDS))]
     pub kind: Option<String>,
     /// Write every schema file into this directory.

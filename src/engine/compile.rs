@@ -68,6 +68,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
             reg.resources.insert(res.name.clone(), Arc::new(res));
         }
     }
+    crate::workflows::compile::compile_all(&loaded.workflows, &mut reg, diags);
     for p in &loaded.prompts {
         if reg.prompts.contains_key(&p.doc.metadata.name) {
             continue;
@@ -125,6 +126,7 @@ fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
     dup("Prompt", &loaded.prompts, |d: &PromptDoc| &d.metadata.name, diags);
     dup("Backend", &loaded.backends, |d| &d.metadata.name, diags);
     dup("Mode", &loaded.modes, |d| &d.metadata.name, diags);
+    dup("Workflow", &loaded.workflows, |d| &d.metadata.name, diags);
 }
 
 pub use crate::engine::lint::format_pattern;
@@ -253,6 +255,19 @@ fn string_leaves(tree: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     walk(String::new(), tree, &mut out);
     out
+}
+
+/// Check a document's typed inputs (names, patterns, defaults) and build the procedure that
+/// validates arguments against them (no steps, no output): used by kinds that take inputs
+/// but run something other than backend steps (workflows).
+pub fn compile_inputs(
+    src: &Source,
+    inputs: &IndexMap<String, InputSpec>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Procedure> {
+    let (steps, output) = (IndexMap::new(), OutputSpec::default());
+    let p = ProcedureInput { src, inputs, steps: &steps, output: &output, requires: &[], destructive: false };
+    compile_procedure(p, &IndexMap::new(), diags)
 }
 
 struct ProcedureInput<'a> {

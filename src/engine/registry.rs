@@ -22,6 +22,8 @@ pub struct Registry {
     pub prompts: IndexMap<String, Arc<Prompt>>,
     pub backends: IndexMap<String, BackendBinding>,
     pub modes: IndexMap<String, Mode>,
+    /// Durable workflows (`kind: Workflow`), run by `crate::workflows`.
+    pub workflows: IndexMap<String, Arc<crate::workflows::Workflow>>,
     /// Files the registry was built from.
     pub files: Vec<PathBuf>,
 }

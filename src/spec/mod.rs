@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod workflow;
 pub mod yaml;
 
 pub use diagnostic::Diagnostic;

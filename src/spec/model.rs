@@ -80,6 +80,12 @@ document!(
     /// A deployment mode: enabled backends and exposed tools, resources and prompts.
     ModeDoc, Mode, ModeSpec
 );
+document!(
+    /// A durable workflow: ordered steps that call registry tools, with conditions,
+    /// retries, timeouts, dry-run propagation and approval gates; state lives in a store.
+    WorkflowDoc, Workflow, WorkflowSpec
+);
+pub use super::workflow::WorkflowSpec;
 
 /// MCP tool annotations (hints for clients).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

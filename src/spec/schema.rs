@@ -9,10 +9,10 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, ToolDoc};
+use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, ToolDoc, WorkflowDoc};
 
 /// The document kinds, in the order they are documented.
-pub const KINDS: [&str; 5] = ["Tool", "Resource", "Prompt", "Backend", "Mode"];
+pub const KINDS: [&str; 6] = ["Tool", "Resource", "Prompt", "Backend", "Mode", "Workflow"];
 
 /// The JSON Schema of one kind.
 pub fn generate(kind: &str) -> Value {
@@ -22,6 +22,7 @@ pub fn generate(kind: &str) -> Value {
         "Prompt" => schemars::schema_for!(PromptDoc),
         "Backend" => schemars::schema_for!(BackendDoc),
         "Mode" => schemars::schema_for!(ModeDoc),
+        "Workflow" => schemars::schema_for!(WorkflowDoc),
         other => panic!("no schema for kind {other}"),
     };
     let mut v = serde_json::to_value(schema).expect("schema serializes");
