@@ -89,6 +89,33 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "detect-deployment-method",
             json!({"namespace": "payments", "name": "payments-api-mkrp2xtfbl-7bpqm"}),
         ),
+        // Remediators, dry-run (their default): the snapshot is left as it is. Cases whose
+        // answers carry no wall-clock time (a restart patch stamps now()).
+        (
+            "increase-memory-limit-oomkilled",
+            "increase-memory-limit",
+            json!({"namespace": "shop-frontend", "name": "product-catalog-qnvb6h6ls-l5njv"}),
+        ),
+        (
+            "restart-workload-job-pod",
+            "restart-workload",
+            json!({"namespace": "data-platform", "name": "nightly-compaction-29926200-fc9j4"}),
+        ),
+        (
+            "sync-argocd-application-storefront",
+            "sync-argocd-application",
+            json!({"namespace": "shop-frontend", "kind": "Deployment", "name": "storefront"}),
+        ),
+        (
+            "remediate-helm-release-payments",
+            "remediate-helm-release",
+            json!({"namespace": "payments", "name": "payments-api-mkrp2xtfbl-7bpqm"}),
+        ),
+        (
+            "trigger-operator-reconcile-no-owner",
+            "trigger-operator-reconcile",
+            json!({"namespace": "openshift-monitoring", "name": "node-exporter-whx8n"}),
+        ),
     ]
 }
 
