@@ -111,6 +111,7 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "remediate-helm-release",
             json!({"namespace": "payments", "name": "payments-api-mkrp2xtfbl-7bpqm"}),
         ),
+        ("get-remediation-recommendations", "get-remediation-recommendations", json!({})),
         (
             "trigger-operator-reconcile-no-owner",
             "trigger-operator-reconcile",
