@@ -8,6 +8,8 @@ a. builtin:demo: get pods -A / nodes / deployments -n payments / clusteroperator
 b. the table output of `kubectl get pods -A`
 c. the real must-gather sample (tests/fixtures/must-gather-sample/must-gather-clean-aws-4.8):
    pods in openshift-etcd and the clusteroperators
+d. server-side dry run (`--dry-run=server`, dryRun=All): patch and delete answer the change,
+   the snapshot keeps its objects and resourceVersion
 
 A kubectl failure is reported with the tail of the same command rerun at -v=8 (the exact
 requests and responses). Known gaps are strict xfails: they fail loudly once fixed.
@@ -346,3 +348,31 @@ def test_must_gather_clusteroperators(must_gather: Kube) -> None:
     expected = cluster_objects(MUST_GATHER, "config.openshift.io/clusteroperators")
     assert len(expected) == 31
     assert_same_objects(must_gather.items("get", "clusteroperators"), expected, "must-gather clusteroperators")
+
+
+# --------------------------------------------------------------------------- d. server-side dry run
+
+
+def _memory_limit(deployment: dict, container: str) -> str | None:
+    for c in deployment["spec"]["template"]["spec"]["containers"]:
+        if c["name"] == container:
+            return ((c.get("resources") or {}).get("limits") or {}).get("memory")
+    raise AssertionError(f"no container {container}")
+
+
+def test_patch_dry_run_server_answers_the_change_and_keeps_nothing(demo: Kube) -> None:
+    before = demo.json("get", "deployment", "product-catalog", "-n", "shop-frontend")
+    patch = json.dumps({"spec": {"template": {"spec": {"containers": [{"name": "product-catalog", "resources": {"limits": {"memory": "640Mi"}}}]}}}})
+    answered = json.loads(demo.ok("patch", "deployment", "product-catalog", "-n", "shop-frontend", "--type", "strategic",
+                                  "-p", patch, "--dry-run=server", "-o", "json"))
+    assert _memory_limit(answered, "product-catalog") == "640Mi", "the dry run answers the object as it would be"
+    assert answered["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] == "256Mi", "request kept"
+    after = demo.json("get", "deployment", "product-catalog", "-n", "shop-frontend")
+    assert _memory_limit(after, "product-catalog") == _memory_limit(before, "product-catalog") == "256Mi"
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "nothing was written"
+
+
+def test_delete_dry_run_server_keeps_the_pod(demo: Kube) -> None:
+    out = demo.ok("delete", "pod", "cart-redis-0", "-n", "shop-frontend", "--dry-run=server")
+    assert "deleted" in out and "(server dry run)" in out, out
+    assert demo.json("get", "pod", "cart-redis-0", "-n", "shop-frontend")["metadata"]["name"] == "cart-redis-0"
