@@ -97,6 +97,108 @@ async fn dry_run_writes_answer_the_change_and_keep_nothing() {
     assert!(err.contains("404"), "a dry run still checks the object exists: {err}");
 }
 
+/// The shipped remediators applied (dry_run=false) on the in-memory demo cluster, each read
+/// back with get-resource: what their dry runs promise is what they do.
+#[tokio::test]
+async fn remediators_applied_change_what_their_dry_runs_showed() {
+    let paths = [root().join("tools.d"), root().join("modes")];
+    let reg = cluster_health_mcp::engine::compile::load_registry(&paths).unwrap();
+    let active = Active::new(Arc::new(reg), "demo").unwrap();
+    let get = |kind: &'static str, api: &'static str, ns: &'static str, name: &'static str, field: &'static str| json!({"api_version": api, "kind": kind, "namespace": ns, "name": name, "fields": [field]});
+    let pod = json!({"namespace": "shop-frontend", "name": "product-catalog-qnvb6h6ls-l5njv"});
+
+    // OOMKilled: x2.5 on the Deployment's template, request kept.
+    let dry = call(&active, "increase-memory-limit", pod.clone()).await.unwrap();
+    let mut args = pod.clone();
+    args["dry_run"] = json!(false);
+    let applied = call(&active, "increase-memory-limit", args).await.unwrap();
+    assert_eq!(
+        (dry["patch"].clone(), applied["patch"].clone(), applied["outcome"].clone()),
+        (dry["patch"].clone(), dry["patch"].clone(), json!("applied"))
+    );
+    let dep = call(
+        &active,
+        "get-resource",
+        get("Deployment", "apps/v1", "shop-frontend", "product-catalog", "spec.template.spec.containers"),
+    )
+    .await
+    .unwrap();
+    let resources = &dep["object"]["containers"][0]["resources"];
+    assert_eq!(
+        (&resources["limits"]["memory"], &resources["requests"]["memory"]),
+        (&json!("640Mi"), &json!("256Mi")),
+        "{dep}"
+    );
+    let again = call(&active, "increase-memory-limit", pod.clone()).await.unwrap();
+    assert_eq!(
+        (again["current_limit"].clone(), again["new_limit"].clone()),
+        (json!("640Mi"), json!("1600Mi")),
+        "the next dry run starts from the new limit"
+    );
+
+    // Operator: the owning KafkaCluster gets the trigger annotations.
+    let out = call(
+        &active,
+        "trigger-operator-reconcile",
+        json!({"namespace": "data-platform", "name": "kafka-0", "dry_run": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["applied"], true, "{out}");
+    let cr = call(
+        &active,
+        "get-resource",
+        get("KafkaCluster", "streaming.example.com/v1", "data-platform", "kafka", "metadata.annotations"),
+    )
+    .await
+    .unwrap();
+    let ann = &cr["object"]["annotations"];
+    assert_eq!(ann["remediation.aiops/trigger-by"], "cluster-health-mcp", "{cr}");
+    assert!(
+        ann["remediation.aiops/trigger"]
+            .as_str()
+            .is_some_and(|t| t.len() == 10 && t.bytes().all(|b| b.is_ascii_digit())),
+        "{cr}"
+    );
+
+    // Argo CD: the Application carries the sync operation; a second sync is still allowed
+    // (the snapshot runs no Argo CD controller to move it to Running).
+    let out = call(
+        &active,
+        "sync-argocd-application",
+        json!({"namespace": "shop-frontend", "kind": "Deployment", "name": "checkout", "dry_run": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["applied"], true, "{out}");
+    let app = call(
+        &active,
+        "get-resource",
+        get("Application", "argoproj.io/v1alpha1", "openshift-gitops", "shop-checkout", "operation"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(app["object"]["operation"]["sync"], json!({"prune": false, "revision": "main"}), "{app}");
+
+    // CrashLoopBackOff: the restart annotation lands on the pod template.
+    let out = call(
+        &active,
+        "restart-workload",
+        json!({"namespace": "shop-frontend", "kind": "Deployment", "name": "checkout", "dry_run": false}),
+    )
+    .await
+    .unwrap();
+    let stamp = out["restarted_at"].as_str().unwrap().to_string();
+    let dep = call(
+        &active,
+        "get-resource",
+        get("Deployment", "apps/v1", "shop-frontend", "checkout", "spec.template.metadata.annotations"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dep["object"]["annotations"]["remediation.aiops/restarted-at"], stamp.as_str(), "{dep}");
+}
+
 #[test]
 fn a_write_verb_in_a_tool_not_marked_destructive_is_refused() {
     let dir = tempfile::tempdir().unwrap();
