@@ -348,7 +348,10 @@ pub struct Backends {
 impl Backends {
     /// Build every enabled backend.
     pub fn build(enabled: &IndexMap<String, BackendSpec>) -> Backends {
-        Backends { clients: enabled.iter().map(|(n, s)| (n.clone(), Arc::new(Client::build(n, s)))).collect() }
+        let clients = enabled.iter().map(|(n, s)| (n.clone(), Arc::new(Client::build(n, s)))).collect();
+        // Bindings that read their address through another binding (inference -> kubernetes).
+        inference::link(&clients);
+        Backends { clients }
     }
 
     /// The time "now" means for ages: a snapshot's capture time, else None (the clock).

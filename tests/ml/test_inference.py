@@ -179,6 +179,72 @@ async def test_readiness_and_metadata_follow_each_protocol(chm_bin, shared_serve
                 assert "model `no-such-model`" in sec["reason"], sec
 
 
+# --------------------------------------------------------------------------- InferenceService addresses
+
+ISVC_ADDRESSED = """apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: {name}, namespace: models, creationTimestamp: "2026-01-01T00:00:00Z"}}
+spec: {{predictor: {{model: {{modelFormat: {{name: sklearn}}}}}}}}
+status: {status}
+"""
+PREDICTOR_SERVICE = """apiVersion: v1
+kind: Service
+metadata: {name: no-url-predictor, namespace: models, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {ports: [{name: http, port: 8012, targetPort: 8080}]}
+"""
+READY = '{type: Ready, status: "True", lastTransitionTime: "2026-01-01T00:00:00Z"}'
+
+
+async def test_an_inference_service_reference_is_resolved_through_the_kubernetes_binding(chm_bin, shared_server, tmp_path) -> None:
+    """The binding names {namespace, name}: its status.address.url is used (before status.url);
+    a missing or not-ready InferenceService is a clear error naming it; without a URL in its
+    status, its predictor Service."""
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    docs = [
+        ISVC_ADDRESSED.format(
+            name="anomaly-detector",
+            status=f"{{url: 'http://127.0.0.1:1', address: {{url: '{shared_server.url}'}}, conditions: [{READY}]}}",
+        ),
+        ISVC_ADDRESSED.format(
+            name="not-ready",
+            status="{conditions: [{type: Ready, status: 'False', reason: RevisionMissing, message: 'Revision 3 failed', lastTransitionTime: '2026-01-01T00:00:00Z'}]}",
+        ),
+        ISVC_ADDRESSED.format(name="no-url", status=f"{{conditions: [{READY}]}}"),
+        PREDICTOR_SERVICE,
+    ]
+    (cluster / "models.yaml").write_text("---\n".join(docs))
+
+    def args(isvc: str) -> list[str]:
+        return [
+            "--replace-catalogue", "--specs", str(HERE / "isvc"), "--mode", "ml-isvc-test", "--snapshot", str(cluster),
+            "--set", f"backends.ml-isvc.inference_service.name={isvc}",
+        ]  # fmt: skip
+
+    rows = {"model": "anomaly-detector", "rows": [[0.5, 1.0], [3.0, 9.0]]}
+    with anyio.fail_after(60):
+        async with mcp(chm_bin, args("anomaly-detector"), tmp_path / "chm.log") as s:
+            r = await s.call_tool("score-isvc", rows)
+            assert not r.is_error, r
+            assert r.structured_content["predictions"] == [1, -1], r.structured_content
+
+        cases = {
+            "absent": ("not-found", "InferenceService `models/absent` (the address of `ml-isvc`) does not exist"),
+            "not-ready": ("unavailable", "InferenceService `models/not-ready` (the address of `ml-isvc`) is not ready: RevisionMissing: Revision 3 failed"),
+            # KServe's predictor Service naming; the name does not resolve here: unreachable
+            # (or a timeout where DNS hangs), naming the URL it came to.
+            "no-url": ("unreachable", "POST http://no-url-predictor.models.svc.cluster.local:8012/v2/models/anomaly-detector/infer"),
+        }  # fmt: skip
+        for isvc, (kind, said) in cases.items():
+            async with mcp(chm_bin, args(isvc), tmp_path / f"chm-{isvc}.log") as s:
+                r = await s.call_tool("score-isvc", rows)
+                assert not r.is_error, r
+                sec = r.structured_content["sections"]["scored"]
+                assert r.structured_content["predictions"] is None, (isvc, r.structured_content)
+                assert sec["kind"] == kind or (isvc == "no-url" and sec["kind"] == "timeout"), (isvc, sec)
+                assert said in sec["reason"], (isvc, sec)
+
+
 # --------------------------------------------------------------------------- degraded
 
 

@@ -4,6 +4,7 @@
 //! tool reads `predictions[i]` for `instances[i]` whatever the protocol. A model that is
 //! unknown, down, not ready or slow is an error of its kind naming the model and the server.
 
+pub mod address;
 pub mod spec;
 
 use std::time::Duration;
@@ -15,8 +16,10 @@ use super::http::{build_client, build_headers, describe_headers, error_chain};
 use super::{Effect, Error, ErrorKind, Kind, TextContext};
 use crate::clip::{QUOTE_MAX as MAX_QUOTE, clip};
 use crate::units::parse_duration;
+pub use address::{Address, link};
 pub use spec::{
-    Datatype, InferenceBackendSpec, InferenceCallSpec, InferenceRequest, Operation, Protocol, Tensor, TensorSpec,
+    Datatype, InferenceBackendSpec, InferenceCallSpec, InferenceRequest, InferenceServiceRef, Operation, Protocol,
+    Tensor, TensorSpec,
 };
 
 /// The kind: KServe v1 / v2 inference.
@@ -86,7 +89,8 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// A configured model server.
 pub struct InferenceBackend {
     name: String,
-    base: reqwest::Url,
+    /// Where the model server is.
+    pub address: Address,
     protocol: Protocol,
     client: reqwest::Client,
     timeout: Duration,
@@ -105,17 +109,26 @@ struct Planned {
 impl InferenceBackend {
     /// Set up from a spec: parse the URL, resolve secrets, build the client.
     pub fn new(name: &str, spec: &InferenceBackendSpec) -> Result<Self, String> {
-        let base =
-            reqwest::Url::parse(&spec.base_url).map_err(|e| format!("invalid baseUrl `{}`: {e}", spec.base_url))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!("invalid baseUrl `{}`: scheme must be http or https", spec.base_url));
-        }
+        let address = match (&spec.base_url, &spec.inference_service) {
+            (Some(url), None) => {
+                let base = reqwest::Url::parse(url).map_err(|e| format!("invalid baseUrl `{url}`: {e}"))?;
+                if !matches!(base.scheme(), "http" | "https") {
+                    return Err(format!("invalid baseUrl `{url}`: scheme must be http or https"));
+                }
+                Address::Url(base)
+            }
+            (None, Some(isvc)) => Address::Service(address::ServiceAddress::new(isvc.clone())),
+            (Some(_), Some(_)) => {
+                return Err("both baseUrl and inferenceService are set: keep one (set the other to null)".into());
+            }
+            (None, None) => return Err("no model server address: set baseUrl or inferenceService".into()),
+        };
         let timeout = parse_duration(&spec.timeout)
             .map(Duration::from_secs_f64)
             .ok_or_else(|| format!("invalid timeout `{}`", spec.timeout))?;
         Ok(InferenceBackend {
             name: name.to_string(),
-            base,
+            address,
             protocol: spec.protocol,
             client: build_client(&spec.tls).map_err(|e| e.to_string())?,
             timeout,
@@ -135,19 +148,19 @@ impl InferenceBackend {
         }
     }
 
-    fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
-        let joined = format!("{}{}", self.base.as_str().trim_end_matches('/'), path);
+    fn url(&self, base: &reqwest::Url, path: &str) -> Result<reqwest::Url, Error> {
+        let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
         let url = reqwest::Url::parse(&joined).map_err(|e| {
             self.error(ErrorKind::InvalidRequest, format!("the URL `{}` is not valid: {e}", clip(&joined, MAX_QUOTE)))
         })?;
-        if url.origin() != self.base.origin() {
+        if url.origin() != base.origin() {
             return Err(self.error(ErrorKind::Refused, "the model name leaves the server's host"));
         }
         Ok(url)
     }
 
     /// The method, URL and body of a request.
-    fn plan(&self, r: &InferenceRequest) -> Result<Planned, Error> {
+    fn plan(&self, base: &reqwest::Url, r: &InferenceRequest) -> Result<Planned, Error> {
         let model = match (r.operation, r.model.as_deref()) {
             (Operation::ServerReady, m) => m,
             (_, Some(m)) => Some(m),
@@ -165,7 +178,7 @@ impl InferenceBackend {
         }
         let m = model.unwrap_or_default();
         let get = |path: String| -> Result<Planned, Error> {
-            Ok(Planned { method: reqwest::Method::GET, url: self.url(&path)?, body: None, rows: None })
+            Ok(Planned { method: reqwest::Method::GET, url: self.url(base, &path)?, body: None, rows: None })
         };
         match (self.protocol, r.operation) {
             (Protocol::V1, Operation::ServerReady) => get("/v1/models".into()),
@@ -188,7 +201,7 @@ impl InferenceBackend {
                 }
                 Ok(Planned {
                     method: reqwest::Method::POST,
-                    url: self.url(&format!("/v1/models/{m}:predict"))?,
+                    url: self.url(base, &format!("/v1/models/{m}:predict"))?,
                     body: Some(body),
                     rows: Some(rows),
                 })
@@ -224,7 +237,7 @@ impl InferenceBackend {
                 }
                 Ok(Planned {
                     method: reqwest::Method::POST,
-                    url: self.url(&format!("/v2/models/{m}/infer"))?,
+                    url: self.url(base, &format!("/v2/models/{m}/infer"))?,
                     body: Some(body),
                     rows: Some(rows),
                 })
@@ -234,11 +247,24 @@ impl InferenceBackend {
 
     /// What `call` would send.
     pub fn describe(&self, request: &InferenceRequest) -> Value {
-        match self.plan(request) {
+        // An InferenceService's URL is read at call time: show where it comes from.
+        let (base, resolved) = match &self.address {
+            Address::Url(u) => (u.clone(), None),
+            Address::Service(s) => {
+                let isvc = &s.isvc;
+                let placeholder = format!("http://{}.{}.inferenceservice.invalid", isvc.name, isvc.namespace);
+                (reqwest::Url::parse(&placeholder).expect("names are URL-safe or refused"), Some(s.label()))
+            }
+        };
+        match self.plan(&base, request) {
             Ok(p) => {
+                let url = match &resolved {
+                    Some(label) => format!("{{{label}}}{}", p.url.path()),
+                    None => p.url.to_string(),
+                };
                 let mut out = json!({
                     "method": p.method.as_str(),
-                    "url": p.url.as_str(),
+                    "url": url,
                     "protocol": self.protocol.as_str(),
                     "headers": describe_headers(&self.headers),
                 });
@@ -253,9 +279,21 @@ impl InferenceBackend {
 
     /// Perform one operation and map its answer.
     pub async fn call(&self, request: &InferenceRequest, timeout: Option<Duration>) -> Result<Value, Error> {
-        let plan = self.plan(request)?;
+        let budget = timeout.unwrap_or(self.timeout);
+        let started = std::time::Instant::now();
+        let base = match &self.address {
+            Address::Url(u) => u.clone(),
+            Address::Service(s) => s.resolve(&self.name, budget).await?,
+        };
+        // Reading an InferenceService counts against the call's timeout.
+        let timeout = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        let plan = self.plan(&base, request)?;
         let model = request.model.as_deref().filter(|_| request.operation != Operation::ServerReady);
         let who = self.who(model);
+        let where_from = match &self.address {
+            Address::Url(_) => "the backend's baseUrl".to_string(),
+            Address::Service(s) => format!("the address {} gives ({base})", s.label()),
+        };
         if plan.rows == Some(0) {
             // Nothing to score (e.g. no series in the window): the model is not asked.
             return Ok(json!({
@@ -264,7 +302,6 @@ impl InferenceBackend {
             }));
         }
         let target = format!("{} {}", plan.method, plan.url);
-        let timeout = timeout.unwrap_or(self.timeout);
         let mut builder =
             self.client.request(plan.method.clone(), plan.url.clone()).headers(self.headers.clone()).timeout(timeout);
         if let Some(b) = &plan.body {
@@ -272,7 +309,7 @@ impl InferenceBackend {
         }
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
-                self.error(ErrorKind::Timeout, format!("{who}: no answer within {timeout:?}")).at(&target)
+                self.error(ErrorKind::Timeout, format!("{who}: no answer within {budget:?}")).at(&target)
             } else if e.is_builder() {
                 self.error(
                     ErrorKind::InvalidRequest,
@@ -283,7 +320,7 @@ impl InferenceBackend {
                 self.error(
                     ErrorKind::Unreachable,
                     format!(
-                        "{who} could not be reached: {}; check that the model server runs and the backend's baseUrl is right",
+                        "{who} could not be reached: {}; check that the model server runs and {where_from} is right",
                         error_chain(&e)
                     ),
                 )
@@ -566,6 +603,29 @@ mod tests {
         let m = map_answer(Protocol::V1, Some("iso"), &json!({"predictions": [1, -1]}), 2).unwrap();
         assert_eq!(m["predictions"], json!([1, -1]));
         assert_eq!(m["model"], "iso");
+    }
+
+    #[test]
+    fn a_binding_needs_exactly_one_address() {
+        let spec = |v: Value| serde_json::from_value::<InferenceBackendSpec>(v).unwrap();
+        let isvc = json!({"namespace": "ml", "name": "iso"});
+        let both = spec(json!({"baseUrl": "http://127.0.0.1:9", "inferenceService": isvc}));
+        assert!(InferenceBackend::new("ml", &both).err().unwrap().contains("both baseUrl and inferenceService"));
+        let none = spec(json!({}));
+        assert!(InferenceBackend::new("ml", &none).err().unwrap().contains("set baseUrl or inferenceService"));
+    }
+
+    #[tokio::test]
+    async fn an_inference_service_address_is_shown_unresolved_and_needs_its_kubernetes_binding() {
+        let spec: InferenceBackendSpec =
+            serde_json::from_value(json!({"inferenceService": {"namespace": "ml", "name": "iso"}})).unwrap();
+        let b = InferenceBackend::new("det", &spec).unwrap();
+        let r = request(json!({"model": "iso", "instances": [[1]]}));
+        assert_eq!(b.describe(&r)["url"], "{InferenceService `ml/iso`}/v2/models/iso/infer");
+        // Not linked (no kubernetes binding in the mode): the call says what to enable.
+        let e = b.call(&r, None).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(e.message.contains("kubernetes binding `kubernetes`, which is not enabled in this mode"), "{e}");
     }
 
     #[tokio::test]

@@ -15,8 +15,15 @@ use crate::backends::http::spec::{AuthSpec, HeaderValueSpec, TlsSpec, default_ti
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InferenceBackendSpec {
     /// Base URL of the model server (e.g. an InferenceService's status URL
-    /// `http://anomaly-detector.ml.svc.cluster.local`); protocol paths are appended.
-    pub base_url: String,
+    /// `http://anomaly-detector.ml.svc.cluster.local`); protocol paths are appended. Exactly
+    /// one of `baseUrl` and `inferenceService` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The model server as a KServe InferenceService, read through a kubernetes binding at
+    /// call time: its `status.address.url`, else `status.url`, else its predictor Service
+    /// (`{name}-predictor`). A missing or not-ready InferenceService is an error naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_service: Option<InferenceServiceRef>,
     /// The protocol the server speaks: `v1` (`/v1/models/{m}:predict` with `instances`) or
     /// `v2` (Open Inference Protocol: `/v2/models/{m}/infer` with named tensors).
     #[serde(default)]
@@ -34,6 +41,24 @@ pub struct InferenceBackendSpec {
     /// TLS settings.
     #[serde(default)]
     pub tls: TlsSpec,
+}
+
+/// A KServe InferenceService that serves a binding's models.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InferenceServiceRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The kubernetes binding that reads it (default `kubernetes`); it must be enabled in
+    /// the same mode.
+    #[serde(default = "default_kubernetes")]
+    pub backend: String,
+}
+
+fn default_kubernetes() -> String {
+    "kubernetes".into()
 }
 
 /// An inference protocol.
