@@ -7,6 +7,23 @@
 //!   is dropped (a model cannot score it).
 //! - `rows | zip(scored.predictions, scored.outputs.scores)`: `[[row0, p0, s0], ...]`, as long
 //!   as the shortest list.
+//!
+//! Series filters work on one series' points `[[t, v], ...]` (a raw range query's `points`),
+//! in order; "k points earlier" assumes the range step's regular grid. Each answers points
+//! `[[t, x], ...]` (so they align on `t` with `align(0, 1)`), leaving out points without
+//! enough history or with a non-finite result:
+//! - `points | lag(k)`: the value k points earlier; `diff(k=1)`: v - that value;
+//!   `pct_change(k=1)`: 100 * (v - that) / |that| (left out when that is 0).
+//! - `points | rolling(n, stat)`: stat over the last n points (this one included), stat one of
+//!   `mean`, `std` (population), `min`, `max`, `median`, `mad` (median absolute deviation).
+//! - `points | score(window, gap=0, method='zscore', tag=none)`: `[[t, v, s], ...]` (`[[t, v,
+//!   s, tag], ...]` with a tag, so the points of several series flatten into one list), s the
+//!   score of v against the points of the `window` seconds ending `gap` seconds before it (so
+//!   a burst is not its own baseline; points whose window starts before the series' first
+//!   point, or holds fewer than 3 points, are not scored):
+//!   `zscore` (v - mean) / std, or `mad` (v - median) / (1.4826 MAD), the robust z-score
+//!   (falling back to 1.2533 x the mean absolute deviation when the MAD is 0; a baseline with
+//!   no spread at all scores nothing).
 
 use std::collections::HashMap;
 
@@ -91,6 +108,177 @@ fn iter_or_empty(v: &Value) -> Result<Vec<Value>, Error> {
     Ok(v.try_iter()?.collect())
 }
 
+/// The finite points `[[t, v], ...]` of a series (numeric text accepted).
+fn points_of(v: &Value, filter: &str) -> Result<Vec<(Value, f64)>, Error> {
+    if v.is_none() || v.is_undefined() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for p in v.try_iter()? {
+        let (t, x) = (p.get_item(&Value::from(0))?, p.get_item(&Value::from(1))?);
+        if t.is_undefined() {
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("{filter}: points are [t, v] pairs")));
+        }
+        if let Some(n) = number(&x) {
+            out.push((t, n));
+        }
+    }
+    Ok(out)
+}
+
+fn pairs(points: impl IntoIterator<Item = (Value, f64)>) -> Value {
+    Value::from(
+        points
+            .into_iter()
+            .filter(|(_, x)| x.is_finite())
+            .map(|(t, x)| Value::from(vec![t, Value::from(x)]))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn count(n: Option<i64>, default: i64, filter: &str) -> Result<usize, Error> {
+    let n = n.unwrap_or(default);
+    if !(0..=100_000).contains(&n) {
+        return Err(Error::new(ErrorKind::InvalidOperation, format!("{filter}: {n} is out of range")));
+    }
+    Ok(n as usize)
+}
+
+/// `points | lag(k)`: see the module docs.
+pub fn lag(points: Value, k: Option<i64>) -> Result<Value, Error> {
+    let (p, k) = (points_of(&points, "lag")?, count(k, 1, "lag")?);
+    Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i - k].1))))
+}
+
+/// `points | diff(k)`: see the module docs.
+pub fn diff(points: Value, k: Option<i64>) -> Result<Value, Error> {
+    let (p, k) = (points_of(&points, "diff")?, count(k, 1, "diff")?.max(1));
+    Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i].1 - p[i - k].1))))
+}
+
+/// `points | pct_change(k)`: see the module docs.
+pub fn pct_change(points: Value, k: Option<i64>) -> Result<Value, Error> {
+    let (p, k) = (points_of(&points, "pct_change")?, count(k, 1, "pct_change")?.max(1));
+    Ok(pairs(
+        (k..p.len())
+            .filter(|&i| p[i - k].1 != 0.0)
+            .map(|i| (p[i].0.clone(), 100.0 * (p[i].1 - p[i - k].1) / p[i - k].1.abs())),
+    ))
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn std(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64).sqrt()
+}
+
+fn mad(xs: &[f64]) -> f64 {
+    let m = median(xs);
+    median(&xs.iter().map(|x| (x - m).abs()).collect::<Vec<_>>())
+}
+
+/// `points | rolling(n, stat)`: see the module docs.
+pub fn rolling(points: Value, n: i64, stat: &str) -> Result<Value, Error> {
+    let (p, n) = (points_of(&points, "rolling")?, count(Some(n), 1, "rolling")?.max(1));
+    let f: fn(&[f64]) -> f64 = match stat {
+        "mean" => mean,
+        "std" => std,
+        "min" => |xs| xs.iter().copied().fold(f64::INFINITY, f64::min),
+        "max" => |xs| xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        "median" => median,
+        "mad" => mad,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("rolling: unknown statistic `{other}` (mean, std, min, max, median, mad)"),
+            ));
+        }
+    };
+    let xs: Vec<f64> = p.iter().map(|(_, x)| *x).collect();
+    Ok(pairs((n.saturating_sub(1)..p.len()).map(|i| (p[i].0.clone(), f(&xs[i + 1 - n..=i])))))
+}
+
+/// `points | score(window, gap, method, tag)`: see the module docs.
+pub fn score(
+    points: Value,
+    window: f64,
+    gap: Option<f64>,
+    method: Option<&str>,
+    tag: Option<Value>,
+) -> Result<Value, Error> {
+    let p = points_of(&points, "score")?;
+    let gap = gap.unwrap_or(0.0);
+    if !(window > 0.0 && window.is_finite() && gap >= 0.0 && gap.is_finite()) {
+        return Err(Error::new(ErrorKind::InvalidOperation, "score: window > 0 and gap >= 0 seconds"));
+    }
+    let robust = match method.unwrap_or("zscore") {
+        "zscore" => false,
+        "mad" => true,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("score: unknown method `{other}` (zscore, mad)"),
+            ));
+        }
+    };
+    let ts: Vec<f64> = p.iter().map(|(t, _)| number(t).unwrap_or(f64::NAN)).collect();
+    if ts.iter().any(|t| t.is_nan()) {
+        return Err(Error::new(ErrorKind::InvalidOperation, "score: timestamps must be numbers (unix seconds)"));
+    }
+    let xs: Vec<f64> = p.iter().map(|(_, x)| *x).collect();
+    let first = ts.first().copied().unwrap_or(0.0);
+    let mut out = Vec::new();
+    for i in 0..p.len() {
+        let (hi, lo) = (ts[i] - gap, ts[i] - gap - window);
+        // Only points whose whole baseline window lies within the series' data.
+        if lo < first {
+            continue;
+        }
+        let base: Vec<f64> = (0..i).filter(|&j| ts[j] > lo && ts[j] <= hi).map(|j| xs[j]).collect();
+        if base.len() < MIN_BASELINE {
+            continue;
+        }
+        let (center, scale) = if robust {
+            let m = median(&base);
+            let spread = 1.4826 * mad(&base);
+            let spread = if spread > 0.0 {
+                spread
+            } else {
+                1.2533 * mean(&base.iter().map(|x| (x - m).abs()).collect::<Vec<_>>())
+            };
+            (m, spread)
+        } else {
+            (mean(&base), std(&base))
+        };
+        if scale > 0.0 && scale.is_finite() {
+            let s = (xs[i] - center) / scale;
+            let mut row = vec![p[i].0.clone(), Value::from(xs[i]), Value::from(s)];
+            row.extend(tag.clone());
+            out.push(Value::from(row));
+        }
+    }
+    Ok(Value::from(out))
+}
+
+/// Fewest baseline points a score is computed from.
+const MIN_BASELINE: usize = 3;
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -130,5 +318,44 @@ mod tests {
             json!([[1, "a", true], [2, "b", false]])
         );
         assert_eq!(eval("[1] | zip(none)", json!({})), json!([]));
+    }
+
+    #[test]
+    fn lags_differences_and_percent_changes_count_points_back() {
+        let ctx = json!({"p": [[60, 1.0], [120, 2.0], [180, "4"], [240, 0.0], [300, 3.0]]});
+        assert_eq!(eval("p | lag(1)", ctx.clone()), json!([[120, 1.0], [180, 2.0], [240, 4.0], [300, 0.0]]));
+        assert_eq!(eval("p | lag(3)", ctx.clone()), json!([[240, 1.0], [300, 2.0]]));
+        assert_eq!(eval("p | diff", ctx.clone()), json!([[120, 1.0], [180, 2.0], [240, -4.0], [300, 3.0]]));
+        // From 0 there is no percent change: left out.
+        assert_eq!(eval("p | pct_change", ctx), json!([[120, 100.0], [180, 100.0], [240, -100.0]]));
+    }
+
+    #[test]
+    fn rolling_statistics_cover_the_last_n_points() {
+        let ctx = json!({"p": [[1, 1.0], [2, 3.0], [3, 2.0], [4, 10.0]]});
+        assert_eq!(eval("p | rolling(3, 'mean')", ctx.clone()), json!([[3, 2.0], [4, 5.0]]));
+        assert_eq!(eval("p | rolling(3, 'min')", ctx.clone()), json!([[3, 1.0], [4, 2.0]]));
+        assert_eq!(eval("p | rolling(3, 'max')", ctx.clone()), json!([[3, 3.0], [4, 10.0]]));
+        assert_eq!(eval("p | rolling(3, 'median')", ctx.clone()), json!([[3, 2.0], [4, 3.0]]));
+        assert_eq!(eval("p | rolling(3, 'mad')", ctx.clone()), json!([[3, 1.0], [4, 1.0]]));
+        let std = eval("p | rolling(2, 'std')", ctx);
+        assert_eq!(std, json!([[2, 1.0], [3, 0.5], [4, 4.0]]));
+    }
+
+    #[test]
+    fn scores_compare_a_point_with_the_window_before_its_gap() {
+        // Baseline (t in (1, 4]): 1, 2, 3 (mean 2, std 0.8165; median 2, MAD 1); 99 at t=5
+        // is inside the gap; 10 at t=6 scores 9.80 (z) and 5.40 (MAD).
+        let ctx = json!({"p": [[1, 7.0], [2, 1.0], [3, 2.0], [4, 3.0], [5, 99.0], [6, 10.0]]});
+        let z = eval("p | score(3, 2)", ctx.clone());
+        assert_eq!(z.as_array().unwrap().len(), 1, "{z}");
+        assert_eq!(z[0][0], 6);
+        assert!((z[0][2].as_f64().unwrap() - 9.798).abs() < 0.01, "{z}");
+        let m = eval("p | score(3, 2, 'mad')", ctx.clone());
+        assert!((m[0][2].as_f64().unwrap() - 8.0 / 1.4826).abs() < 0.01, "{m}");
+        let tagged = eval("p | score(3, 2, 'zscore', 'a/b')", ctx);
+        assert_eq!(tagged[0][3], "a/b");
+        // A flat baseline has no spread: nothing is scored.
+        assert_eq!(eval("[[1, 5], [2, 5], [3, 5], [4, 5], [5, 9]] | score(3)", json!({})), json!([]));
     }
 }

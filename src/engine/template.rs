@@ -58,6 +58,11 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("index_by", index_by);
     env.add_filter("align", super::features::align);
     env.add_filter("zip", super::features::zip);
+    env.add_filter("lag", super::features::lag);
+    env.add_filter("diff", super::features::diff);
+    env.add_filter("pct_change", super::features::pct_change);
+    env.add_filter("rolling", super::features::rolling);
+    env.add_filter("score", super::features::score);
     env.add_filter("pod_status", super::k8s::pod_status_filter);
     env.add_filter("node_status", super::k8s::node_status_filter);
     env.add_filter("condition", super::k8s::condition_filter);
