@@ -210,6 +210,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 pub fn endpoint(spec: &BackendSpec) -> String {
     let raw = serde_json::to_value(spec).unwrap_or_default();
     let text = |v: &Value| v.as_str().map(str::to_owned);
+    if let (Some(ns), Some(name)) =
+        (text(&raw["inferenceService"]["namespace"]), text(&raw["inferenceService"]["name"]))
+    {
+        return format!("InferenceService {ns}/{name}");
+    }
     if let Some(url) = text(&raw["url"]).or_else(|| text(&raw["baseUrl"])) {
         return url;
     }

@@ -96,6 +96,19 @@ MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
         set(),
     ),
     (
+        "full-ml-models",
+        {
+            "deployment": {"mode": "full"},
+            "ml": {
+                "models": {
+                    "anomaly-detector": {"inferenceService": {"namespace": "self-healing-platform", "name": "anomaly-detector"}, "protocol": "v2"},
+                    "predictive-analytics": {"baseUrl": "http://predictor.ml.svc:8080", "timeout": "5s"},
+                }
+            },
+        },
+        set(),
+    ),
+    (
         "full-postgresql-replicas",
         {
             "deployment": {"mode": "full"},
@@ -284,6 +297,16 @@ def test_rendered_deployment_runs_the_modes_tools(
     if mode == "full":
         engine = values.get("coordinationEngine", {}).get("externalUrl") or "http://127.0.0.1:8080"
         assert f"coordination-engine ({engine})" in first, first
+        # Model servers from ml.models: an InferenceService reference (wins over the shipped
+        # baseUrl) or a URL; the defaults keep the shipped predictor URLs.
+        models = values.get("ml", {}).get("models", {})
+        for name in ("anomaly-detector", "predictive-analytics"):
+            m = models.get(name, {})
+            if "inferenceService" in m:
+                want = f"{name} (InferenceService {m['inferenceService']['namespace']}/{m['inferenceService']['name']})"
+            else:
+                want = f"{name} ({m.get('baseUrl') or 'http://' + name + '-predictor.self-healing-platform.svc.cluster.local:8080'})"
+            assert want in first, (want, first)
 
 
 @pytest.mark.parametrize("case,values,extra", MATRIX, ids=[m[0] for m in MATRIX])

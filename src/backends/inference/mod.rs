@@ -117,10 +117,9 @@ impl InferenceBackend {
                 }
                 Address::Url(base)
             }
-            (None, Some(isvc)) => Address::Service(address::ServiceAddress::new(isvc.clone())),
-            (Some(_), Some(_)) => {
-                return Err("both baseUrl and inferenceService are set: keep one (set the other to null)".into());
-            }
+            // An InferenceService wins over a baseUrl, so a mode or settings layer can switch
+            // a shipped binding to one (settings files cannot null a field).
+            (_, Some(isvc)) => Address::Service(address::ServiceAddress::new(isvc.clone())),
             (None, None) => return Err("no model server address: set baseUrl or inferenceService".into()),
         };
         let timeout = parse_duration(&spec.timeout)
@@ -606,11 +605,12 @@ mod tests {
     }
 
     #[test]
-    fn a_binding_needs_exactly_one_address() {
+    fn a_binding_needs_an_address_and_an_inference_service_wins() {
         let spec = |v: Value| serde_json::from_value::<InferenceBackendSpec>(v).unwrap();
         let isvc = json!({"namespace": "ml", "name": "iso"});
         let both = spec(json!({"baseUrl": "http://127.0.0.1:9", "inferenceService": isvc}));
-        assert!(InferenceBackend::new("ml", &both).err().unwrap().contains("both baseUrl and inferenceService"));
+        let b = InferenceBackend::new("ml", &both).unwrap();
+        assert!(matches!(b.address, Address::Service(_)), "inferenceService wins over baseUrl");
         let none = spec(json!({}));
         assert!(InferenceBackend::new("ml", &none).err().unwrap().contains("set baseUrl or inferenceService"));
     }

@@ -15,8 +15,8 @@ use crate::backends::http::spec::{AuthSpec, HeaderValueSpec, TlsSpec, default_ti
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct InferenceBackendSpec {
     /// Base URL of the model server (e.g. an InferenceService's status URL
-    /// `http://anomaly-detector.ml.svc.cluster.local`); protocol paths are appended. Exactly
-    /// one of `baseUrl` and `inferenceService` is set.
+    /// `http://anomaly-detector.ml.svc.cluster.local`); protocol paths are appended. Ignored
+    /// when `inferenceService` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// The model server as a KServe InferenceService, read through a kubernetes binding at
