@@ -1,13 +1,16 @@
-"""Driver for tests/bench/k8s.sh (run that, not this): one synthetic cluster, three servers, the same
-MCP client (Python SDK, Streamable HTTP), one session per (server, question).
+"""Driver for tests/bench/k8s.sh (run that, not this): one synthetic cluster, our server and
+kubernetes-mcp-server, the same MCP client (Python SDK, Streamable HTTP).
 
-Servers (each a fresh process; peak RSS = VmHWM of that process at the end of its questions):
+Servers (`--servers`, comma separated; every row starts a fresh process):
   ours-inproc   cluster-health-mcp reading the snapshot directory in-process
   ours-kube     cluster-health-mcp with a kubeconfig -> shim -> `snapshot serve` (real kube client)
-  peer          kubernetes-mcp-server --read-only --list-output yaml, same kubeconfig
-Per question: 1 warm-up call (its latency is "1st"), then N timed calls -> median, p95 (nearest rank).
-Sizes: text = UTF-8 bytes of the text content (what a model reads; tokens ~ text/4),
-wire = bytes of the JSON result (content + structuredContent).
+  peer          kubernetes-mcp-server at its DEFAULTS (only the kubeconfig, port, loopback bind, log file)
+  peer-yaml     the same with the non-default `--list-output yaml` (labelled: another setting)
+Per row (server, question): a fresh server process, one MCP session; the first call is "cold"
+(fresh process, nothing cached), then N timed "warm" calls -> median, p95 (nearest rank).
+Peak RSS = VmHWM of that process after its row (what `/usr/bin/time -v` reports as maximum
+resident set size). Sizes: text = UTF-8 bytes of the text content (what a model reads; tokens ~
+text/4), wire = bytes of the JSON result (content + structuredContent).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-CALL_TIMEOUT = 120
+CALL_TIMEOUT = 300
 MAX_EVENT = 1 << 30
 MIN_CALLS = 5
 
@@ -60,7 +63,7 @@ def stop(p: subprocess.Popen) -> None:
             p.wait(5)
 
 
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -69,7 +72,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) 
             httpx.get(url, timeout=2)
             return
         except httpx.HTTPError:
-            time.sleep(0.1)
+            time.sleep(0.05)
     sys.exit(f"server at {url} not up in {timeout}s; log {log}:\n{log.read_text()[-3000:]}")
 
 
@@ -89,6 +92,21 @@ def sizes(result) -> tuple[int, int]:  # noqa: ANN001
     return len(text.encode()), wire
 
 
+def pct(lat: list[float], q: float) -> float:
+    s = sorted(lat)
+    return s[max(math.ceil(q * len(s)) - 1, 0)]
+
+
+async def call(s: ClientSession, kind: str, name: str, args: dict):  # noqa: ANN201
+    with anyio.fail_after(CALL_TIMEOUT):
+        if kind == "tool":
+            res = await s.call_tool(name, args)
+            if res.is_error:
+                raise SystemExit(f"{name} {args} returned an error: {res.content[0].text[:500]}")
+            return res
+        return await s.get_prompt(name, args)
+
+
 async def measure(url: str, kind: str, name: str, args: dict, n: int, budget: float) -> dict:
     # the SDK caps one SSE event at 1 MiB by default; the peer's answers are far bigger
     async with streamable_http_client(url, max_sse_event_size=MAX_EVENT) as (r, w):
@@ -101,34 +119,92 @@ async def measure(url: str, kind: str, name: str, args: dict, n: int, budget: fl
                 if len(lat) >= MIN_CALLS and time.perf_counter() - row_start > budget:
                     break  # keep the whole run bounded; the table reports the real n
                 t0 = time.perf_counter()
-                with anyio.fail_after(CALL_TIMEOUT):
-                    if kind == "tool":
-                        res = await s.call_tool(name, args)
-                    else:
-                        res = await s.get_prompt(name, args)
+                res = await call(s, kind, name, args)
                 dt = (time.perf_counter() - t0) * 1000
-                if kind == "tool" and res.is_error:
-                    raise SystemExit(f"{name} {args} returned an error: {res.content[0].text[:500]}")
                 if i == 0:
                     first, (text, wire) = dt, sizes(res)
                     head = (res.content[0].text if kind == "tool" else res.messages[0].content.text)[:160]
                 else:
                     lat.append(dt)
-    lat.sort()
-    return {"n": len(lat), "first": first, "median": statistics.median(lat), "p95": lat[math.ceil(0.95 * len(lat)) - 1],
+    return {"n": len(lat), "first": first, "median": statistics.median(lat), "p95": pct(lat, 0.95),
             "text": text, "wire": wire, "head": head.replace("\n", " | ")}
 
 
-QUESTIONS = {
-    "ours": [("list pods", "tool", "list-pods", {"limit": 50}), ("list pods", "tool", "list-pods", {"limit": 500}),
-             ("cluster health", "tool", "get-cluster-health", {})],
-    "peer": [("list pods", "tool", "pods_list", {}), ("cluster health", "prompt", "cluster-health-check", {})],
+def questions(family: str, ns: str) -> list[tuple[str, str, str, dict]]:
+    if family == "ours":
+        return [("all pods", "tool", "list-pods", {"limit": 50}), ("all pods", "tool", "list-pods", {"limit": 500}),
+                ("pods of one namespace", "tool", "list-pods", {"namespace": ns}),
+                ("cluster health", "tool", "get-cluster-health", {})]
+    return [("all pods", "tool", "pods_list", {}), ("pods of one namespace", "tool", "pods_list_in_namespace", {"namespace": ns}),
+            ("cluster health", "prompt", "cluster-health-check", {})]
+
+
+def mode_yaml(name: str, source: str, cache: bool = False) -> str:
+    return (f"apiVersion: cluster-health-mcp/v1\nkind: Mode\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  backends:\n    kubernetes:\n      source: {source}\n" + ("      cache: {}\n" if cache else "")
+            + "  tools: {include: [\"*\"]}\n")
+
+
+class Cluster:
+    """`snapshot serve` + the shim in front of it, and Mode files for our two servers."""
+
+    def __init__(self, chm: str, snapshot: str, work: Path, labels: list[str]) -> None:
+        self.work, self.procs = work, []
+        ss_log = work / "snapshot-serve.log"
+        printed = work / "kc-printed"
+        self.ss = subprocess.Popen([chm, "snapshot", "serve", snapshot, "--port", "0", "--kubeconfig", str(work / "kc-upstream")],
+                                   stdin=subprocess.DEVNULL, stdout=open(printed, "w"), stderr=open(ss_log, "w"), env=clean_env())
+        self.procs.append(self.ss)
+        t0 = time.monotonic()
+        while not re.search(r"server: (http://127\.0\.0\.1:\d+)", printed.read_text()):
+            if self.ss.poll() is not None or time.monotonic() - t0 > 600:
+                sys.exit(f"snapshot serve failed:\n{ss_log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        upstream = re.search(r"server: (http://127\.0\.0\.1:\d+)", printed.read_text()).group(1)
+        shim_py = Path(__file__).with_name("kube_shim.py")
+        self.shim = subprocess.Popen([sys.executable, str(shim_py), "--upstream", upstream], stdout=subprocess.PIPE,
+                                     stderr=open(work / "shim.log", "w"), text=True, env=clean_env())
+        self.procs.append(self.shim)
+        shim_port = int(self.shim.stdout.readline().split()[1])
+        self.kc = work / "kubeconfig"
+        self.kc.write_text(printed.read_text().replace(upstream, f"http://127.0.0.1:{shim_port}"))
+        # Mode files in a directory of their own: the spec watcher reloads on any change in the
+        # directory of a --specs file, so logs must not live next to them.
+        self.modes = work / "modes"
+        self.modes.mkdir(exist_ok=True)
+        (self.modes / "bench-inproc.yaml").write_text(
+            mode_yaml("bench-inproc", f'{{kubeconfig: null, snapshot: {{path: "{snapshot}"}}}}'))
+        (self.modes / "bench-kube.yaml").write_text(mode_yaml("bench-kube", f'{{kubeconfig: {{path: "{self.kc}"}}}}'))
+        # only when asked: a binary before the `cache` field refuses these files (its spec watcher reads them all)
+        for name, src in (("inproc", f'{{kubeconfig: null, snapshot: {{path: "{snapshot}"}}}}'), ("kube", f'{{kubeconfig: {{path: "{self.kc}"}}}}')):
+            if f"ours-{name}-cache" in labels:
+                (self.modes / f"bench-{name}-cache.yaml").write_text(mode_yaml(f"bench-{name}-cache", src, cache=True))
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            stop(p)
+
+
+SERVER_NOTES = {
+    "ours-inproc": "ours, snapshot read in-process",
+    "ours-kube": "ours, kube client over HTTP",
+    "ours-inproc-cache": "ours in-process with the binding's read cache on (`cache: {}`: 10 s TTL)",
+    "ours-kube-cache": "ours over HTTP with the binding's read cache on (`cache: {}`: 10 s TTL)",
+    "peer": "peer at its defaults",
+    "peer-yaml": "peer, non-default `--list-output yaml`",
 }
 
 
-def mode_yaml(name: str, source: str) -> str:
-    return (f"apiVersion: cluster-health-mcp/v1\nkind: Mode\nmetadata: {{name: {name}}}\nspec:\n"
-            f"  backends:\n    kubernetes:\n      source: {source}\n  tools: {{include: [\"*\"]}}\n")
+def server_argv(label: str, a: argparse.Namespace, cl: Cluster, port: int) -> tuple[str, list[str]]:
+    if label.startswith("ours-"):
+        mode = "bench-" + label.removeprefix("ours-")
+        return "ours", [a.chm, "--specs", f"{a.specs}/tools.d", "--specs", f"{a.specs}/modes", "--specs", str(cl.modes),
+                        "--mode", mode, "serve", "--transport", "http", "--bind", f"127.0.0.1:{port}"]
+    argv = [a.peer, "--kubeconfig", str(cl.kc), "--port", str(port), "--bind-address", "127.0.0.1",
+            "--log-file", str(cl.work / f"{label}-internal.log")]
+    if label == "peer-yaml":
+        argv += ["--list-output", "yaml"]
+    return "peer", argv
 
 
 def main() -> None:
@@ -138,95 +214,70 @@ def main() -> None:
     ap.add_argument("--snapshot", required=True)
     ap.add_argument("--specs", required=True, help="copy of tools.d + modes")
     ap.add_argument("--work", required=True)
+    ap.add_argument("--servers", default="ours-inproc,ours-kube,peer,peer-yaml")
+    ap.add_argument("--namespace", default="team-000", help="the namespace of the one-namespace question")
     ap.add_argument("-n", type=int, default=20)
     ap.add_argument("--row-budget", type=float, default=40, help="seconds per row before stopping early (>= 5 calls)")
     a = ap.parse_args()
     work = Path(a.work)
-    shim_py = Path(__file__).with_name("kube_shim.py")
-    procs: list[subprocess.Popen] = []
-    rows, rss, notes = [], {}, []
+    labels = [s for s in a.servers.split(",") if s]
+    rows = []
+    cl = Cluster(a.chm, a.snapshot, work, labels)
     try:
-        # snapshot serve + shim, shared by ours-kube and the peer
-        ss_log = work / "snapshot-serve.log"
-        ss = subprocess.Popen([a.chm, "snapshot", "serve", a.snapshot, "--port", "0", "--kubeconfig", str(work / "kc-upstream")],
-                              stdin=subprocess.DEVNULL, stdout=open(work / "kc-printed", "w"), stderr=open(ss_log, "w"), env=clean_env())
-        procs.append(ss)
-        t0 = time.monotonic()
-        while not re.search(r"server: (http://127\.0\.0\.1:\d+)", (work / "kc-printed").read_text()):
-            if ss.poll() is not None or time.monotonic() - t0 > 120:
-                sys.exit(f"snapshot serve failed:\n{ss_log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        upstream = re.search(r"server: (http://127\.0\.0\.1:\d+)", (work / "kc-printed").read_text()).group(1)
-        shim = subprocess.Popen([sys.executable, str(shim_py), "--upstream", upstream], stdout=subprocess.PIPE,
-                                stderr=open(work / "shim.log", "w"), text=True, env=clean_env())
-        procs.append(shim)
-        shim_port = int(shim.stdout.readline().split()[1])
-        kc = work / "kubeconfig"
-        kc.write_text((work / "kc-printed").read_text().replace(upstream, f"http://127.0.0.1:{shim_port}"))
-
-        # Mode files in a directory of their own: the spec watcher reloads on any change in the
-        # directory of a --specs file, so logs must not live next to them.
-        modes = work / "modes"
-        modes.mkdir()
-        (modes / "bench-inproc.yaml").write_text(
-            mode_yaml("bench-inproc", f'{{kubeconfig: null, snapshot: {{path: "{a.snapshot}"}}}}'))
-        (modes / "bench-kube.yaml").write_text(mode_yaml("bench-kube", f'{{kubeconfig: {{path: "{kc}"}}}}'))
-
-        servers = [
-            ("ours-inproc", "ours", lambda port: [a.chm, "--specs", f"{a.specs}/tools.d", "--specs", f"{a.specs}/modes", "--specs",
-                                                 str(modes), "--mode", "bench-inproc", "serve", "--transport", "http",
-                                                 "--bind", f"127.0.0.1:{port}"], "/healthz"),
-            ("ours-kube", "ours", lambda port: [a.chm, "--specs", f"{a.specs}/tools.d", "--specs", f"{a.specs}/modes", "--specs",
-                                               str(modes), "--mode", "bench-kube", "serve", "--transport", "http",
-                                               "--bind", f"127.0.0.1:{port}"], "/healthz"),
-            ("peer", "peer", lambda port: [a.peer, "--kubeconfig", str(kc), "--port", str(port), "--bind-address", "127.0.0.1",
-                                           "--read-only", "--list-output", "yaml", "--disable-multi-cluster",
-                                           "--log-file", str(work / "peer-internal.log")], "/healthz"),
-        ]
-        for label, family, argv, health in servers:
-            port = free_port()
-            log = work / f"{label}.log"
-            t_start = time.monotonic()
-            p = start(argv(port), log, f"http://127.0.0.1:{port}{health}")
-            procs.append(p)
-            startup = (time.monotonic() - t_start) * 1000
-            for question, kind, name, args in QUESTIONS[family]:
+        for label in labels:
+            family, _ = server_argv(label, a, cl, 0)
+            for question, kind, name, args in questions(family, a.namespace):
+                port = free_port()
+                _, argv = server_argv(label, a, cl, port)
+                log = work / f"{label}.log"
+                t_start = time.monotonic()
+                p = start(argv, log, f"http://127.0.0.1:{port}/healthz")
+                ready = (time.monotonic() - t_start) * 1000
                 print(f"  {label}: {name} {json.dumps(args) if args else ''} ...", file=sys.stderr, flush=True)
-                m = anyio.run(measure, f"http://127.0.0.1:{port}/mcp", kind, name, args, a.n, a.row_budget)
-                call = f"{'prompts/get' if kind == 'prompt' else ''} {name} {json.dumps(args, separators=(',', ':')) if args else ''}".strip()
-                rows.append((label, question, call, m))
-            rss[label] = (vm_hwm_kib(p.pid), startup)
-            stop(p)
-        rss["snapshot serve (shared by ours-kube, peer)"] = (vm_hwm_kib(ss.pid), None)
-        rss["shim (python)"] = (vm_hwm_kib(shim.pid), None)
+                try:
+                    m = anyio.run(measure, f"http://127.0.0.1:{port}/mcp", kind, name, args, a.n, a.row_budget)
+                    m["rss"], m["ready"] = vm_hwm_kib(p.pid), ready
+                finally:
+                    stop(p)
+                call_s = f"{'prompts/get' if kind == 'prompt' else ''} {name} {json.dumps(args, separators=(',', ':')) if args else ''}".strip()
+                rows.append((label, question, call_s, m))
+        infra = {"snapshot serve (shared by ours-kube, peer)": vm_hwm_kib(cl.ss.pid), "shim (python)": vm_hwm_kib(cl.shim.pid)}
     finally:
-        for p in reversed(procs):
-            stop(p)
+        cl.close()
 
-    print(f"\n### Results (n timed calls after 1 warm-up, N={a.n} unless a row hit its {a.row_budget:.0f} s budget; one MCP session per row)\n")
-    print("| server | question | call | n | median ms | p95 ms | 1st ms | text bytes | ≈tokens | wire bytes |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, q, call, m in rows:
-        print(f"| {label} | {q} | `{call}` | {m['n']} | {m['median']:.1f} | {m['p95']:.1f} | {m['first']:.1f} | "
-              f"{m['text']:,} | {m['text'] // 4:,} | {m['wire']:,} |")
-    print("\n| process | peak RSS (VmHWM) MiB | ready after ms |\n|---|---:|---:|")
-    for k, (kib, st) in rss.items():
-        print(f"| {k} | {kib / 1024:.1f} | {'' if st is None else f'{st:.0f}'} |")
+    print(f"\n### Results (one fresh server process per row; cold = its first call; warm = N={a.n} calls after it "
+          f"unless the row hit its {a.row_budget:.0f} s budget)\n")
+    print("| server | question | call | cold ms | warm n | warm median ms | warm p95 ms | text bytes | ≈tokens | wire bytes | peak RSS MiB |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, q, call_s, m in rows:
+        print(f"| {label} | {q} | `{call_s}` | {m['first']:,.0f} | {m['n']} | {m['median']:,.1f} | {m['p95']:,.1f} | "
+              f"{m['text']:,} | {m['text'] // 4:,} | {m['wire']:,} | {m['rss'] / 1024:,.0f} |")
+    print("\nServers: " + "; ".join(f"`{k}` = {SERVER_NOTES[k]}" for k in labels) + ".")
+    print("\n| process | peak RSS (VmHWM) MiB |\n|---|---:|")
+    for k, kib in infra.items():
+        print(f"| {k} | {kib / 1024:,.1f} |")
 
-    def find(label: str, call_prefix: str) -> dict:
-        return next(m for l, _, c, m in rows if l == label and c.startswith(call_prefix))
+    def find(label: str, question: str, call_prefix: str) -> dict | None:
+        return next((m for l, q, c, m in rows if l == label and q == question and c.startswith(call_prefix)), None)
 
-    print("\n### Ratios (peer / ours; >1 means ours is smaller or faster)\n")
-    print("| question | ours call | vs | median latency | text bytes | peak RSS |\n|---|---|---|---:|---:|---:|")
-    peer_pl, peer_h = find("peer", "pods_list"), find("peer", "prompts/get")
-    for ours in ("ours-inproc", "ours-kube"):
-        for call, pm in (('list-pods {"limit":50}', peer_pl), ('list-pods {"limit":500}', peer_pl), ("get-cluster-health", peer_h)):
-            om = find(ours, call)
-            print(f"| {'cluster health' if 'health' in call else 'list pods'} | {ours} `{call}` | peer | "
-                  f"{pm['median'] / om['median']:.1f}x | {pm['text'] / max(om['text'], 1):.1f}x | {rss['peer'][0] / rss[ours][0]:.1f}x |")
+    peers = [p for p in ("peer", "peer-yaml") if p in labels]
+    ours = [o for o in ("ours-inproc", "ours-kube", "ours-inproc-cache", "ours-kube-cache") if o in labels]
+    if peers and ours:
+        print("\n### Ratios (peer / ours; >1 means ours is smaller, faster or leaner)\n")
+        print("| question | ours | vs | cold | warm median | text bytes | peak RSS |\n|---|---|---|---:|---:|---:|---:|")
+        pairs = [("all pods", 'list-pods {"limit":50}', "pods_list"), ("all pods", 'list-pods {"limit":500}', "pods_list"),
+                 ("pods of one namespace", "list-pods", "pods_list_in_namespace"),
+                 ("cluster health", "get-cluster-health", "prompts/get")]
+        for peer in peers:
+            for o in ours:
+                for q, oc, pc in pairs:
+                    om, pm = find(o, q, oc), find(peer, q, pc)
+                    if om and pm:
+                        print(f"| {q} | {o} `{oc}` | {peer} | {pm['first'] / om['first']:.1f}x | {pm['median'] / om['median']:.1f}x | "
+                              f"{pm['text'] / max(om['text'], 1):.1f}x | {pm['rss'] / om['rss']:.2f}x |")
     print("\nFirst line of each answer:")
-    for label, q, call, m in rows:
-        print(f"- {label} `{call}`: {m['head'][:140]}")
+    for label, q, call_s, m in rows:
+        print(f"- {label} `{call_s}`: {m['head'][:140]}")
 
 
 if __name__ == "__main__":
