@@ -7,6 +7,7 @@
 //! one registration point: it generates the binding and call enums (serde + JSON Schema), the
 //! typed request and client enums and their dispatch.
 
+pub mod cache;
 #[cfg(test)]
 pub mod echo;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod inference;
 pub mod kubernetes;
 pub mod logs;
 pub mod prometheus;
+pub mod resilience;
 pub mod secret;
 
 use std::future::Future;
@@ -168,7 +170,7 @@ pub trait Kind: 'static {
     /// The call a step makes (string leaves are templates).
     type Call: Clone + std::fmt::Debug + Serialize + DeserializeOwned + JsonSchema;
     /// A rendered call with typed values.
-    type Request: std::fmt::Debug + DeserializeOwned + Send + Sync;
+    type Request: std::fmt::Debug + Clone + DeserializeOwned + Send + Sync;
     /// A connected client.
     type Client: Send + Sync;
 
@@ -194,6 +196,20 @@ pub trait Kind: 'static {
     fn describe(client: &Self::Client, request: &Self::Request) -> Value;
     /// The time "now" means for this backend's data (a snapshot's capture time).
     fn reference_time(_client: &Self::Client) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+    /// The binding's rate limit, breaker and retries (see [`resilience`]); None: defaults.
+    fn resilience(_binding: &Self::Binding) -> Option<&resilience::ResilienceSpec> {
+        None
+    }
+    /// The binding's read cache (see [`cache`]); None: reads are not cached. A binding that
+    /// acts with each caller's own credentials must return None unless its answers depend
+    /// only on [`crate::identity::current`] (the cache keys by it).
+    fn cache(_binding: &Self::Binding) -> Option<&cache::CacheSpec> {
+        None
+    }
+    /// The class of a request for per-class cache TTLs (kubernetes: the kind).
+    fn cache_class(_request: &Self::Request) -> Option<&str> {
         None
     }
 }
@@ -225,8 +241,8 @@ macro_rules! kinds {
             )+
         }
 
-        /// A rendered call, typed by its kind.
-        #[derive(Debug)]
+        /// A rendered call, typed by its kind (cloned when a read is retried).
+        #[derive(Debug, Clone)]
         pub enum Request {
             $( $(#[$cfg])* $variant(<$module::$kind as Kind>::Request), )+
         }
@@ -250,6 +266,22 @@ macro_rules! kinds {
             /// The kind name (`http`, `kubernetes`, `prometheus`).
             pub fn type_name(&self) -> &'static str {
                 match self { $( $(#[$cfg])* Self::$variant(_) => <$module::$kind as Kind>::NAME, )+ }
+            }
+            /// The binding's rate limit, breaker and retries.
+            pub fn resilience(&self) -> resilience::ResilienceSpec {
+                let spec = match self { $( $(#[$cfg])* Self::$variant(b) => <$module::$kind as Kind>::resilience(b), )+ };
+                spec.cloned().unwrap_or_default()
+            }
+            /// The binding's read cache, if it has one.
+            pub fn cache(&self) -> Option<cache::CacheSpec> {
+                match self { $( $(#[$cfg])* Self::$variant(b) => <$module::$kind as Kind>::cache(b).cloned(), )+ }
+            }
+        }
+
+        impl Request {
+            /// The class of the request for per-class cache TTLs.
+            pub fn cache_class(&self) -> Option<&str> {
+                match self { $( $(#[$cfg])* Self::$variant(r) => <$module::$kind as Kind>::cache_class(r), )+ }
             }
         }
 
@@ -339,19 +371,82 @@ kinds! {
     Echo => echo::Echo,
 }
 
-/// The clients of a mode's enabled backends.
+/// The clients of a mode's enabled backends, each behind its rate limit and breaker.
 #[derive(Default, Clone)]
 pub struct Backends {
     pub clients: IndexMap<String, Arc<Client>>,
+    /// Rate limit, breaker and retries by binding (see [`resilience`]).
+    pub resilience: IndexMap<String, Arc<resilience::Resilience>>,
+    /// Read caches of the bindings that have one (see [`cache`]).
+    pub caches: IndexMap<String, Arc<cache::Cache>>,
 }
 
 impl Backends {
     /// Build every enabled backend.
     pub fn build(enabled: &IndexMap<String, BackendSpec>) -> Backends {
-        let clients = enabled.iter().map(|(n, s)| (n.clone(), Arc::new(Client::build(n, s)))).collect();
+        let mut out = Backends::default();
+        for (name, spec) in enabled {
+            let built = resilience::Resilience::new(&spec.resilience())
+                .and_then(|r| Ok((r, spec.cache().map(|c| cache::Cache::new(&c)).transpose()?)));
+            let (client, guard) = match built {
+                Ok((r, cache)) => {
+                    if let Some(c) = cache {
+                        out.caches.insert(name.clone(), Arc::new(c));
+                    }
+                    (Client::build(name, spec), r)
+                }
+                Err(reason) => (
+                    Client::Unavailable { name: name.clone(), reason },
+                    resilience::Resilience::new(&resilience::ResilienceSpec::default()).expect("defaults are valid"),
+                ),
+            };
+            out.clients.insert(name.clone(), Arc::new(client));
+            out.resilience.insert(name.clone(), Arc::new(guard));
+        }
         // Bindings that read their address through another binding (inference -> kubernetes).
-        inference::link(&clients);
-        Backends { clients }
+        inference::link(&out.clients);
+        out
+    }
+
+    /// Perform a rendered request on a binding through its rate limit and circuit breaker;
+    /// reads (`effect` [`Effect::Read`]) that fail with an unreachable or failing backend
+    /// are retried with backoff.
+    pub async fn call(
+        &self,
+        name: &str,
+        request: Request,
+        timeout: Option<Duration>,
+        effect: Effect,
+    ) -> Result<Value, Error> {
+        let cached = self.call_shared(name, request, timeout, effect).await?;
+        Ok(Arc::try_unwrap(cached.value).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// [`Backends::call`], with reads served from the binding's cache when it has one: the
+    /// answer is shared, with its age when it came from the cache.
+    pub async fn call_shared(
+        &self,
+        name: &str,
+        request: Request,
+        timeout: Option<Duration>,
+        effect: Effect,
+    ) -> Result<cache::Cached, Error> {
+        let client = self.get(name)?;
+        let guard = self.resilience.get(name).filter(|_| !matches!(**client, Client::Unavailable { .. }));
+        let send = |request: Request| async move {
+            match guard {
+                Some(g) => g.run(name, effect, || client.call(name, request.clone(), timeout)).await,
+                None => client.call(name, request, timeout).await,
+            }
+        };
+        match self.caches.get(name).filter(|_| effect == Effect::Read) {
+            Some(cache) => {
+                let key = cache::Cache::key(&request);
+                let class = request.cache_class().map(str::to_owned);
+                cache.get_or_fetch(key, class.as_deref(), send(request)).await
+            }
+            None => Ok(cache::Cached { value: Arc::new(send(request).await?), age: None }),
+        }
     }
 
     /// The time "now" means for ages: a snapshot's capture time, else None (the clock).

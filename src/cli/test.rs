@@ -212,7 +212,7 @@ async fn run_case(case: &Case, settings: &Settings, update: bool, record: Option
                         .filter_map(|t| t.as_str().map(str::to_string))
                         .collect::<Vec<_>>()
                         .join("\n");
-                    Outcome { structured, text, content: vec![], error: None }
+                    Outcome { structured, text, content: vec![], error: None, data_age: None }
                 })
                 .map_err(|e| e.message.to_string())
         }
@@ -274,7 +274,7 @@ async fn read_resource(active: crate::engine::Active, uri: &str) -> Result<Outco
         .collect::<Vec<_>>()
         .join("\n");
     let structured = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Outcome { structured, text, content: vec![], error: None })
+    Ok(Outcome { structured, text, content: vec![], error: None, data_age: None })
 }
 
 /// A scratch directory for one test (the mode file, inline objects), removed afterwards.

@@ -186,7 +186,13 @@ mod tests {
     fn large_lists_are_cut_in_order_and_say_so() {
         let rows: Vec<Value> = (0..1000).map(|i| json!({"name": format!("pod-{i:04}"), "phase": "Running"})).collect();
         let text = (0..1000).map(|i| format!("pod-{i:04} Running")).collect::<Vec<_>>().join("\n");
-        let mut o = Outcome { structured: json!({"pods": rows, "total": 1000}), text, content: vec![], error: None };
+        let mut o = Outcome {
+            structured: json!({"pods": rows, "total": 1000}),
+            text,
+            content: vec![],
+            error: None,
+            data_age: None,
+        };
         enforce(&mut o, 8_000, &["namespace".into(), "limit".into()], &[]);
         let pods = o.structured["pods"].as_array().unwrap();
         assert!(pods.len() < 1000 && !pods.is_empty());
@@ -198,7 +204,13 @@ mod tests {
 
     #[test]
     fn small_answers_are_untouched() {
-        let mut o = Outcome { structured: json!({"a": [1, 2, 3]}), text: "ok".into(), content: vec![], error: None };
+        let mut o = Outcome {
+            structured: json!({"a": [1, 2, 3]}),
+            text: "ok".into(),
+            content: vec![],
+            error: None,
+            data_age: None,
+        };
         enforce(&mut o, 8_000, &[], &[]);
         assert_eq!(o.structured, json!({"a": [1, 2, 3]}));
     }
@@ -211,6 +223,7 @@ mod tests {
             text,
             content: vec![],
             error: None,
+            data_age: None,
         };
         enforce(&mut o, 6_000, &["limit".into()], &[]);
         assert_eq!(o.structured["continue"], "500", "token kept");
@@ -228,7 +241,7 @@ mod tests {
             .chain((1..=1000).map(|i| format!("line {i:04}")))
             .collect::<Vec<_>>()
             .join("\n");
-        let mut o = Outcome { structured: json!({"lines": lines}), text, content: vec![], error: None };
+        let mut o = Outcome { structured: json!({"lines": lines}), text, content: vec![], error: None, data_age: None };
         enforce(&mut o, 6_000, &["tail".into()], &["/lines".into()]);
         let kept = o.structured["lines"].as_array().unwrap();
         assert_eq!(kept.last().unwrap(), "line 1000");

@@ -81,6 +81,9 @@ pub struct Outcome {
     pub text: String,
     pub content: Vec<Value>,
     pub error: Option<String>,
+    /// The age of the oldest answer served from a backend's read cache (None: every answer
+    /// was fetched by this call).
+    pub data_age: Option<Duration>,
 }
 
 /// Progress of a multi-step call: (steps done, steps total, message).
@@ -135,6 +138,7 @@ pub async fn run(
     let mut scope: Scope = args.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
     let mut results: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut data_age: Option<Duration> = None;
     let mut sections = Map::new();
     let total = proc.steps.len();
     let mut started: HashSet<&str> = HashSet::new();
@@ -162,11 +166,12 @@ pub async fn run(
             _ = cancel.cancelled() => return Err(Error::Cancelled),
         };
         match outcome {
-            StepOutcome::Done(v) => {
+            StepOutcome::Done(v, age) => {
                 if step.optional || step.when.is_some() {
                     sections.insert(step.name.clone(), json!({"status": "ok"}));
                 }
-                results.insert(step.name.clone(), Arc::new(v));
+                data_age = data_age.max(age);
+                results.insert(step.name.clone(), v);
             }
             StepOutcome::Skipped(reason) => {
                 sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
@@ -223,14 +228,16 @@ pub async fn run(
     // keep answering. (Single-threaded runtimes, as in tests, shape inline.)
     let budget = active.response_budget;
     let shaped = || shape(proc, scope, &results, sections, budget, &narrow);
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+    let outcome = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(shaped),
         _ => shaped(),
-    }
+    };
+    outcome.map(|o| Outcome { data_age, ..o })
 }
 
 enum StepOutcome {
-    Done(Value),
+    /// The step's value, and its age if it came from a read cache.
+    Done(Arc<Value>, Option<Duration>),
     Skipped(String),
     Failed(StepFailure),
 }
@@ -246,16 +253,12 @@ async fn run_step(active: &Active, proc: &Procedure, step: &Step, scope: Scope) 
         Ok(r) => r,
         Err(f) => return StepOutcome::Failed(f),
     };
-    let client = match active.backends.get(&step.backend) {
-        Ok(c) => c,
-        Err(e) => return StepOutcome::Failed(e.into()),
-    };
     // The backend applies the step timeout to its request; the outer bound also covers
-    // backends that hang before their own timer starts.
+    // backends that hang before their own timer starts (and the rate limit's wait).
     let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
-    let call = client.call(&step.backend, request, step.timeout);
-    let answer = match tokio::time::timeout(limit + Duration::from_millis(250), call).await {
-        Ok(Ok(v)) => v,
+    let call = active.backends.call_shared(&step.backend, request, step.timeout, step.effect);
+    let (answer, age) = match tokio::time::timeout(limit + Duration::from_millis(250), call).await {
+        Ok(Ok(c)) => (c.value, c.age),
         Ok(Err(e)) => return StepOutcome::Failed(e.into()),
         Err(_) => {
             return StepOutcome::Failed(StepFailure::new(
@@ -265,10 +268,12 @@ async fn run_step(active: &Active, proc: &Procedure, step: &Step, scope: Scope) 
         }
     };
     match &step.select {
-        None => StepOutcome::Done(answer),
+        None => StepOutcome::Done(answer, age),
         Some(path) => match super::extract::query(path, &answer) {
-            Ok(found) if step.select_one => StepOutcome::Done(found.into_iter().next().unwrap_or(Value::Null)),
-            Ok(found) => StepOutcome::Done(Value::Array(found)),
+            Ok(found) if step.select_one => {
+                StepOutcome::Done(Arc::new(found.into_iter().next().unwrap_or(Value::Null)), age)
+            }
+            Ok(found) => StepOutcome::Done(Arc::new(Value::Array(found)), age),
             Err(e) => StepOutcome::Failed(StepFailure::new(ErrorKind::Upstream, format!("select `{path}`: {e}"))),
         },
     }
@@ -365,7 +370,7 @@ fn shape(
     };
     let mut text = text.trim_end().to_string();
     super::budget::fit_rendered_text(&mut text, &structured, budget, narrow, cut.as_ref(), !keep_last.is_empty());
-    Ok(Outcome { structured, text, content, error })
+    Ok(Outcome { structured, text, content, error, data_age: None })
 }
 
 /// Evaluate an `each` field: one row per list element that passes `where`. Rows see the

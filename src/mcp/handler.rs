@@ -57,6 +57,17 @@ fn mcp_tool(t: &registry::Tool) -> Tool {
 }
 
 /// Turn a call error into a result the model can act on.
+/// The `_meta` of an answer built from cached backend data: how old the oldest part is.
+fn data_age_meta(age: std::time::Duration) -> rmcp::model::MetaObject {
+    let mut m = serde_json::Map::new();
+    m.insert(DATA_AGE_META.into(), serde_json::json!((age.as_secs_f64() * 10.0).round() / 10.0));
+    rmcp::model::MetaObject(m)
+}
+
+/// The `_meta` key naming the age in seconds of the oldest cached backend answer a result
+/// was built from (absent when every answer was fetched by the call).
+pub const DATA_AGE_META: &str = "cluster-health-mcp/dataAgeSeconds";
+
 fn error_result(e: &CallError) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!("{e}. {}", e.advice()))])
 }
@@ -128,6 +139,9 @@ impl Handler {
                 let mut r = CallToolResult::success(content);
                 if tool.proc.has_structured_output() {
                     r.structured_content = Some(o.structured);
+                }
+                if let Some(age) = o.data_age {
+                    r.meta = Some(data_age_meta(age));
                 }
                 r
             }

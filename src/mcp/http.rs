@@ -162,10 +162,22 @@ async fn readyz(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
         return (StatusCode::OK, Json(json!({"status": status}))).into_response();
     }
     let active = ops.state.current();
+    // Backends whose circuit breaker is not closed: the server still serves every other tool.
+    let open: Vec<&String> = active
+        .backends
+        .resilience
+        .iter()
+        .filter(|(_, r)| r.state() != crate::backends::resilience::BreakerState::Closed)
+        .map(|(n, _)| n)
+        .collect();
+    let breakers: serde_json::Map<String, serde_json::Value> =
+        active.backends.resilience.iter().map(|(n, r)| (n.clone(), r.status())).collect();
     let body = json!({
         "status": status,
         "mode": active.mode.name,
         "backends": crate::configure::endpoints(&active),
+        "openBreakers": open,
+        "resilience": breakers,
         "tools": active.tools.len(),
         "resources": active.resources.len(),
         "prompts": active.prompts.len(),
@@ -180,7 +192,12 @@ async fn metrics(AxState(ops): AxState<Ops>, headers: HeaderMap) -> Response {
     if let Some(resp) = ops.guard.operational(&headers) {
         return resp;
     }
-    let mut resp = ops.state.metrics.render().into_response();
+    let active = ops.state.current();
+    let mut text = ops.state.metrics.render();
+    text.push_str(&crate::backends::resilience::render_metrics(
+        active.backends.resilience.iter().map(|(n, r)| (n, r.as_ref())),
+    ));
+    let mut resp = text.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
 }

@@ -36,7 +36,7 @@ pub struct EchoCallSpec {
 }
 
 /// A rendered echo call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct EchoRequest {
     message: String,
     #[serde(default)]

@@ -25,6 +25,10 @@ impl Kind for Http {
     type Request = HttpRequest;
     type Client = HttpBackend;
 
+    fn resilience(binding: &HttpBackendSpec) -> Option<&super::resilience::ResilienceSpec> {
+        Some(&binding.resilience)
+    }
+
     fn binding(call: &HttpCallSpec) -> &str {
         &call.backend
     }

@@ -28,6 +28,10 @@ pub struct HttpBackendSpec {
     /// TLS settings.
     #[serde(default)]
     pub tls: TlsSpec,
+    /// Client-side rate limit, circuit breaker and read retries for this binding (defaults:
+    /// 50 requests/s, breaker opens after 5 consecutive failures for 30 s, 2 retries of reads).
+    #[serde(default, skip_serializing_if = "crate::backends::resilience::ResilienceSpec::is_default")]
+    pub resilience: crate::backends::resilience::ResilienceSpec,
 }
 
 /// Default timeout of a binding.

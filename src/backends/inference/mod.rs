@@ -32,6 +32,10 @@ impl Kind for Inference {
     type Request = InferenceRequest;
     type Client = InferenceBackend;
 
+    fn resilience(binding: &InferenceBackendSpec) -> Option<&super::resilience::ResilienceSpec> {
+        Some(&binding.resilience)
+    }
+
     fn binding(call: &InferenceCallSpec) -> &str {
         &call.backend
     }

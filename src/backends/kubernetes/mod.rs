@@ -32,6 +32,18 @@ impl Kind for Kubernetes {
     type Request = KubernetesRequest;
     type Client = KubernetesBackend;
 
+    fn cache(binding: &KubernetesBackendSpec) -> Option<&super::cache::CacheSpec> {
+        binding.cache.as_ref()
+    }
+
+    fn cache_class(request: &KubernetesRequest) -> Option<&str> {
+        request.resource.as_ref().map(|r| r.kind.as_str())
+    }
+
+    fn resilience(binding: &KubernetesBackendSpec) -> Option<&super::resilience::ResilienceSpec> {
+        Some(&binding.resilience)
+    }
+
     fn binding(call: &KubernetesCallSpec) -> &str {
         &call.backend
     }

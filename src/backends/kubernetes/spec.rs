@@ -20,6 +20,14 @@ pub struct KubernetesBackendSpec {
     /// Default timeout per request.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Client-side rate limit, circuit breaker and read retries for this binding (defaults:
+    /// 50 requests/s, breaker opens after 5 consecutive failures for 30 s, 2 retries of reads).
+    #[serde(default, skip_serializing_if = "crate::backends::resilience::ResilienceSpec::is_default")]
+    pub resilience: crate::backends::resilience::ResilienceSpec,
+    /// Cache reads for a while (opt-in: `cache: {}` takes the defaults, 10 s and nodes 30 s);
+    /// answers are keyed by request and caller, their age is reported with the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::backends::cache::CacheSpec>,
 }
 
 /// Where the kubernetes backend gets its cluster.

@@ -24,6 +24,14 @@ impl Kind for Prometheus {
     type Request = PrometheusRequest;
     type Client = PrometheusBackend;
 
+    fn cache(binding: &PrometheusBackendSpec) -> Option<&super::cache::CacheSpec> {
+        binding.cache.as_ref()
+    }
+
+    fn resilience(binding: &PrometheusBackendSpec) -> Option<&super::resilience::ResilienceSpec> {
+        Some(&binding.resilience)
+    }
+
     fn binding(call: &PrometheusCallSpec) -> &str {
         &call.backend
     }

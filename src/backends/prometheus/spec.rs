@@ -33,6 +33,14 @@ pub struct PrometheusBackendSpec {
     /// Limits for steps marked `guarded` (raw PromQL from the model). A mode may relax them.
     #[serde(default)]
     pub guardrails: GuardrailsSpec,
+    /// Client-side rate limit, circuit breaker and read retries for this binding (defaults:
+    /// 50 requests/s, breaker opens after 5 consecutive failures for 30 s, 2 retries of reads).
+    #[serde(default, skip_serializing_if = "crate::backends::resilience::ResilienceSpec::is_default")]
+    pub resilience: crate::backends::resilience::ResilienceSpec,
+    /// Cache reads for a while (opt-in: `cache: {}` takes the defaults, 10 s and nodes 30 s);
+    /// answers are keyed by request and caller, their age is reported with the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::backends::cache::CacheSpec>,
 }
 
 /// Guardrails for raw PromQL.
