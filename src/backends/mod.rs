@@ -17,6 +17,7 @@ pub mod logs;
 pub mod prometheus;
 pub mod resilience;
 pub mod secret;
+pub mod sql;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -124,6 +125,9 @@ pub enum Effect {
     Read,
     /// A non-GET method the step declares free of side effects (a query or inference API).
     SideEffectFree,
+    /// Writes only to the server's own store (an sql binding): not a cluster write, so the
+    /// tool need not be annotated destructive, but it is not read-only either.
+    Store,
     /// Changes something.
     Write,
 }
@@ -159,6 +163,8 @@ pub enum TextContext {
     /// Typed data (query parameters, JSON bodies, numbers, continue tokens): encoded by the
     /// client, so text cannot change the request's structure.
     Data,
+    /// Literal text (SQL): a template here is a validate error; values travel separately.
+    Literal,
 }
 
 /// A backend kind. Implemented by a unit type in each backend folder.
@@ -184,6 +190,11 @@ pub trait Kind: 'static {
     /// The context of a templated field, by its JSON pointer inside the call (`/namespace`,
     /// `/resource/kind`, `/headers/X-Org`, `/body/a/0`). None: the field is not a template.
     fn field(pointer: &str) -> Option<TextContext>;
+    /// Problems with a call that the kind itself sees (JSON pointer inside the call, message),
+    /// reported by `validate`.
+    fn check(_call: &Self::Call) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Build a client (nothing is contacted yet).
     fn connect(name: &str, binding: &Self::Binding) -> Result<Self::Client, String>;
     /// Perform a request.
@@ -302,6 +313,10 @@ macro_rules! kinds {
             pub fn action(&self) -> (&'static str, String) {
                 match self { $( $(#[$cfg])* Self::$variant(c) => <$module::$kind as Kind>::action(c), )+ }
             }
+            /// Problems with the call the kind sees (pointer inside the call, message).
+            pub fn check(&self) -> Vec<(String, String)> {
+                match self { $( $(#[$cfg])* Self::$variant(c) => <$module::$kind as Kind>::check(c), )+ }
+            }
             /// The context of a templated field of this call.
             pub fn field(&self, pointer: &str) -> Option<TextContext> {
                 match self { $( $(#[$cfg])* Self::$variant(_) => <$module::$kind as Kind>::field(pointer), )+ }
@@ -367,6 +382,7 @@ kinds! {
     Inference => inference::Inference,
     Kubernetes => kubernetes::Kubernetes,
     Prometheus => prometheus::Prometheus,
+    Sql => sql::Sql,
     #[cfg(test)]
     Echo => echo::Echo,
 }

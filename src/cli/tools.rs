@@ -48,6 +48,7 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
             None => "",
             Some(Effect::Read) => "read",
             Some(Effect::SideEffectFree) => "read*",
+            Some(Effect::Store) => "store",
             Some(Effect::Write) => "WRITE",
         };
         let notes = if e.effects.is_empty() { String::new() } else { format!(" [{}]", e.effects.join("; ")) };

@@ -354,6 +354,9 @@ fn compile_procedure(
                 ),
             ));
         }
+        for (pointer, message) in step.call.check() {
+            diags.push(src.diag_in_value(&format!("{call_ptr}{pointer}"), message, None));
+        }
         match backends.get(&backend) {
             None => diags.push(src.diag_in_value(
                 &format!("{call_ptr}/backend"),
@@ -411,6 +414,29 @@ fn compile_procedure(
         for (pointer, source) in string_leaves(&body) {
             let Some(ctx) = step.call.field(&pointer) else { continue };
             let at = format!("{call_ptr}{pointer}");
+            if ctx == TextContext::Literal {
+                // SQL text: the structure is the spec's, values travel as bind parameters.
+                if let Some(offset) = [source.find("{{"), source.find("{%")].into_iter().flatten().min() {
+                    let line = source[..offset].matches('\n').count() + 1;
+                    let col = source[..offset].rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+                    let mut vars: Vec<String> =
+                        template::undeclared(&source, false).unwrap_or_default().into_iter().collect();
+                    vars.sort();
+                    let what = if vars.is_empty() {
+                        "a template".to_string()
+                    } else {
+                        vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                    };
+                    diags.push(src.diag_in_value(
+                        &at,
+                        format!(
+                            "{what} spliced into literal SQL text (template line {line}, column {col}): values reach SQL only as bind parameters, never as SQL text"
+                        ),
+                        Some("write `$1`, `$2`... in the SQL and put each template in `params`".into()),
+                    ));
+                }
+                continue;
+            }
             let mut reads = HashSet::new();
             check_template(src, &at, &source, false, &declared, &step_names, &mut reads, diags);
             if !source.contains("{{") && !source.contains("{%") {
@@ -787,7 +813,8 @@ fn check_cycles(src: &Source, steps: &[Step], diags: &mut Vec<Diagnostic>) {
 /// MCP hints from the annotations and what the steps do: a tool with a writing step is never
 /// advertised read-only.
 fn hints(a: &crate::spec::model::AnnotationsSpec, effect: Effect) -> Hints {
-    let read_only = a.read_only.unwrap_or(!a.destructive) && effect != Effect::Write;
+    // Writing to the server's own store is not a cluster write, but it is not a read either.
+    let read_only = a.read_only.unwrap_or(!a.destructive) && effect < Effect::Store;
     Hints {
         read_only,
         destructive: a.destructive,
@@ -823,7 +850,7 @@ fn compile_tool(
         backends,
         diags,
     )?;
-    if spec.annotations.read_only == Some(true) && proc.effect() == Effect::Write {
+    if spec.annotations.read_only == Some(true) && proc.effect() >= Effect::Store {
         diags.push(t.src.diag_in_value(
             "/spec/annotations/readOnly",
             "the tool is annotated readOnly but a step writes",
@@ -909,6 +936,15 @@ fn compile_resource(
         backends,
         diags,
     )?;
+    let writes = proc.effect() >= Effect::Store || tool.as_ref().is_some_and(|(t, _)| t.proc.effect() >= Effect::Store);
+    if writes {
+        diags.push(r.src.diag_in_value(
+            "/spec",
+            "a resource only reads, but a step (or its tool) writes",
+            Some("expose the writing call as a tool instead".into()),
+        ));
+        return None;
+    }
     let mime_type = spec
         .mime_type
         .clone()

@@ -91,7 +91,8 @@ impl From<crate::backends::TextContext> for TextContext {
             B::FieldSelector => TextContext::FieldSelector,
             B::Namespace | B::Name | B::Container | B::ApiVersion | B::KindName => TextContext::K8sName,
             B::Header => TextContext::Header,
-            B::Data => TextContext::Data,
+            // Literal fields are refused when templated before the lint runs.
+            B::Data | B::Literal => TextContext::Data,
         }
     }
 }

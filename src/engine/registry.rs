@@ -263,6 +263,7 @@ impl Procedure {
                 let (_, action) = s.call.action();
                 match s.effect {
                     Effect::SideEffectFree => format!("step {}: {action}, side-effect free", s.name),
+                    Effect::Store => format!("step {}: {action} writes the server's store", s.name),
                     _ => format!("step {}: {action} writes", s.name),
                 }
             })

@@ -76,6 +76,8 @@ pub async fn serve(args: &ServeArgs, settings: Settings, active: crate::engine::
         backends = ?crate::configure::endpoints(&active),
         "registry loaded"
     );
+    // Stores connect and migrate before serving: a changed applied migration stops here.
+    crate::backends::sql::start(&active.backends).await.map_err(anyhow::Error::msg)?;
     let state = state::State::new(active);
     let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
     match args.transport {
