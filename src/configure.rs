@@ -67,6 +67,7 @@ pub fn activate(registry: Arc<Registry>, settings: &Settings) -> Result<Active, 
             active.mode.backends.insert(name, b.spec);
         }
         active.backends = crate::backends::Backends::build(&active.mode.backends);
+        crate::workflows::link(&active);
     }
     Ok(active)
 }

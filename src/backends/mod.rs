@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod resilience;
 pub mod secret;
 pub mod sql;
+pub mod workflows;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -383,6 +384,7 @@ kinds! {
     Kubernetes => kubernetes::Kubernetes,
     Prometheus => prometheus::Prometheus,
     Sql => sql::Sql,
+    Workflows => workflows::Workflows,
     #[cfg(test)]
     Echo => echo::Echo,
 }

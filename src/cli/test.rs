@@ -1,7 +1,8 @@
 //! `test`: run spec tests (YAML documents of kind `Test`, by default under `tests.d/`)
 //! offline: each calls one tool (or reads a resource, or renders a prompt) of the catalogue
 //! against a fixture cluster (a snapshot
-//! directory or archive, or inline objects) and, when given, recorded Prometheus answers, then
+//! directory or archive, or inline objects), when given, recorded Prometheus answers and further
+//! catalogue backends the test enables (`backends: {NAME: overrides}`), then
 //! checks the rendered requests, the error, the structured result (subset and JSONPath) and
 //! the text. `--junit`
 //! writes a JUnit XML report; `--update` rewrites expected text files from the answers.
@@ -163,7 +164,12 @@ async fn run_case(case: &Case, settings: &Settings, update: bool, record: Option
         Some(Value::Array(answers)) => Some(recorded_prometheus(answers.clone()).await?),
         Some(other) => anyhow::bail!("spec.prometheus: a file of recorded answers or a list of them, not {other}"),
     };
-    let prom = prometheus.map(|u| format!("\n    prometheus: {{url: \"{u}\", timeout: 5s}}")).unwrap_or_default();
+    let mut prom = prometheus.map(|u| format!("\n    prometheus: {{url: \"{u}\", timeout: 5s}}")).unwrap_or_default();
+    // Further catalogue bindings the test enables, each with its overrides (e.g. a store
+    // `{url: "sqlite::memory:"}` and the bindings over it).
+    for (name, overrides) in spec.get("backends").and_then(Value::as_object).into_iter().flatten() {
+        prom.push_str(&format!("\n    {}: {}", serde_json::to_string(name)?, serde_json::to_string(overrides)?));
+    }
     std::fs::write(
         work.path().join("mode.yaml"),
         format!(

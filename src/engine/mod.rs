@@ -67,7 +67,7 @@ impl Active {
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         let backends = Backends::build(&mode.backends);
-        Ok(Active {
+        let active = Active {
             registry,
             mode,
             backends,
@@ -76,7 +76,9 @@ impl Active {
             resources,
             prompts,
             response_budget: DEFAULT_RESPONSE_BUDGET,
-        })
+        };
+        crate::workflows::link(&active);
+        Ok(active)
     }
 
     /// Apply server settings: the response budget, and the read-only switch (every
@@ -85,6 +87,7 @@ impl Active {
         self.response_budget = settings.response_budget_tokens.saturating_mul(4).max(1024);
         if settings.read_only {
             self.hide_destructive();
+            crate::workflows::link(&self);
         }
         self
     }

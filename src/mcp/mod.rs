@@ -12,6 +12,7 @@ pub mod state;
 pub mod stdio;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::settings::Settings;
 
@@ -80,6 +81,12 @@ pub async fn serve(args: &ServeArgs, settings: Settings, active: crate::engine::
     crate::backends::sql::start(&active.backends).await.map_err(anyhow::Error::msg)?;
     let state = state::State::new(active);
     let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
+    // Durable workflows run in the background over the registry in force (idle when no
+    // `workflows` binding is enabled).
+    let runner_stop = tokio_util::sync::CancellationToken::new();
+    let current = state.clone();
+    let _runner = crate::workflows::runner::spawn(Arc::new(move || current.current()), runner_stop.clone());
+    let _stop_runner = runner_stop.drop_guard();
     match args.transport {
         Transport::Stdio => stdio::serve(handler::Handler { state }, settings.http.body_limit).await?,
         Transport::Http => http::serve(state, &settings.http).await?,

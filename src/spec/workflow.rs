@@ -74,8 +74,9 @@ pub struct WorkflowStepSpec {
     pub tool: Option<String>,
     /// The tool's arguments: name -> value; string leaves are minijinja templates over the
     /// inputs, `workflow` and earlier steps' results (a leaf that is one `{{ expr }}` keeps
-    /// its JSON type). `dry_run` is set to true for every step of a dry-run workflow,
-    /// whatever is written here.
+    /// its JSON type). `dry_run` is set for every tool that takes it: the workflow's
+    /// dry_run, or true when the step asks for a dry run of its own (a preview); a dry-run
+    /// workflow never runs a tool for real.
     #[serde(default)]
     pub args: IndexMap<String, Value>,
     /// An approval gate (exclusive with `tool`): the workflow waits in `awaiting_approval`
@@ -86,8 +87,9 @@ pub struct WorkflowStepSpec {
     pub when: Option<String>,
     /// Retry a failing tool step.
     pub retry: Option<RetrySpec>,
-    /// Time one attempt may take (e.g. `30s`, `2m`); default 60s. An approval gate's
-    /// timeout is how long it waits for approval before the workflow fails.
+    /// Time one attempt of a tool step may take (e.g. `30s`, `2m`); default 60s. On an
+    /// approval gate: how long it waits for approval before the workflow fails (default: no
+    /// limit).
     pub timeout: Option<String>,
 }
 

@@ -146,6 +146,7 @@ fn compile_step(
         },
     };
     let timeout = duration("timeout", &step.timeout, DEFAULT_STEP_TIMEOUT, diags);
+    let approval_timeout = step.approval.as_ref().and(step.timeout.as_ref()).map(|_| timeout);
     let (attempts, backoff, max_backoff) = match &step.retry {
         None => (1, Duration::from_secs(1), Duration::from_secs(60)),
         Some(r) => (
@@ -199,6 +200,7 @@ fn compile_step(
         backoff,
         max_backoff,
         timeout,
+        approval_timeout,
     })
 }
 

@@ -6,6 +6,8 @@
 //! workflow survives restarts and runs exactly once across replicas.
 
 pub mod compile;
+pub mod runner;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,8 +58,10 @@ pub struct WorkflowStep {
     /// Wait before the second attempt; doubled up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
-    /// Time one attempt may take (for a gate: how long it waits for approval).
+    /// Time one attempt of a tool step may take.
     pub timeout: Duration,
+    /// A gate with a `timeout`: how long it waits for approval before the workflow fails.
+    pub approval_timeout: Option<Duration>,
 }
 
 /// What a step does.
@@ -143,4 +147,34 @@ where
         workflows.into_iter().filter_map(|w| w.matches(issue).map(|s| (s, w))).collect();
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
     found.first().map(|(_, w)| *w)
+}
+
+/// A new workflow id: `wf-` and 8 hex digits (as the original engine's).
+pub fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS once per process; the clock and a counter vary it.
+    static SEED: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+    let mut h = SEED.build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    format!("wf-{:08x}", h.finish() as u32)
+}
+
+/// Link every `workflows` client of an activated mode to its registry, its store binding
+/// and the tools the mode exposes (called whenever a mode's backends are built).
+pub fn link(active: &crate::engine::Active) {
+    for client in active.backends.clients.values() {
+        let crate::backends::Client::Workflows(wf) = client.as_ref() else { continue };
+        let link = crate::backends::workflows::Link {
+            registry: active.registry.clone(),
+            store: active.backends.clients.get(&wf.spec.store).cloned(),
+            exposed_tools: active.tools.keys().cloned().collect(),
+            mode: active.mode.name.clone(),
+        };
+        *wf.link.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(link));
+    }
 }

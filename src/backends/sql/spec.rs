@@ -78,14 +78,14 @@ pub struct StatementSpec {
 }
 
 /// A rendered call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SqlRequest {
     /// The statements with their rendered parameters.
     pub statements: Vec<StatementRequest>,
 }
 
 /// A rendered statement.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct StatementRequest {
     /// The literal SQL text.
     pub sql: String,
