@@ -82,6 +82,19 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
+            let rbac_users = store.read().unwrap_or_else(|e| e.into_inner()).tokens.as_ref().map(|t| t.tokens.len());
+            if let Some(users) = rbac_users {
+                anyhow::ensure!(
+                    token.is_none(),
+                    "{dir} has its own {}: its tokens authenticate callers (RBAC applies), so --token-file is not used",
+                    crate::snapshot::rbac::TOKENS_FILE
+                );
+                tracing::info!(
+                    tokens = users,
+                    "authentication by the snapshot's {} and authorization by its RBAC; the kubeconfig carries no token",
+                    crate::snapshot::rbac::TOKENS_FILE
+                );
+            }
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await?;
             let addr = listener.local_addr()?;
             let config = crate::snapshot::serve::kubeconfig(&format!("http://{addr}"), token.as_deref());
@@ -117,6 +130,16 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 s.logs.len(),
                 s.skipped.len()
             ));
+            if let Some(t) = &s.tokens {
+                super::out(&format!(
+                    "{} tokens in {}: requests authenticate and the snapshot's RBAC applies",
+                    t.tokens.len(),
+                    crate::snapshot::rbac::TOKENS_FILE
+                ));
+                for (who, roles) in crate::snapshot::rbac::describe(&s) {
+                    super::out(&format!("  {who}: {}", roles.join("; ")));
+                }
+            }
             for (path, why) in &s.skipped {
                 super::out(&format!("  skipped {}: {why}", path.display()));
             }

@@ -25,10 +25,12 @@ pub fn router(store: Shared) -> Router {
         .route("/version", get(version))
         .route("/api", get(core_versions))
         .route("/apis", get(groups))
-        .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(access_review))
+        .route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", axum::routing::post(self_access_review))
+        .route("/apis/authorization.k8s.io/v1/subjectaccessreviews", axum::routing::post(subject_access_review))
         .route("/apis/authorization.k8s.io/v1", get(authorization_resources))
         .route("/api/{*rest}", axum::routing::any(core_path))
         .route("/apis/{*rest}", axum::routing::any(group_path))
+        .layer(axum::middleware::from_fn_with_state(store.clone(), super::rbac::guard))
         .with_state(store)
 }
 
@@ -55,20 +57,42 @@ async fn core_versions() -> Response {
     axum::Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})).into_response()
 }
 
-/// Access reviews: a snapshot answers every question with "allowed" (it is read-mostly and
-/// local); clients such as kubernetes-mcp-server ask before listing.
-async fn access_review(body: Bytes) -> Response {
-    let mut review: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
-    review["apiVersion"] = json!("authorization.k8s.io/v1");
-    review["kind"] = json!("SelfSubjectAccessReview");
-    review["status"] = json!({"allowed": true, "reason": "snapshot: every request is allowed"});
-    (StatusCode::CREATED, axum::Json(review)).into_response()
+/// Access reviews, answered from the snapshot's RBAC for the caller (or, without a tokens
+/// file, "allowed": everyone may do everything); clients such as kubernetes-mcp-server ask
+/// before listing.
+async fn self_access_review(
+    State(store): State<Shared>,
+    user: Option<axum::Extension<super::rbac::User>>,
+    body: Bytes,
+) -> Response {
+    access_review(&store, user.map(|u| u.0), &body, true)
+}
+
+/// SubjectAccessReview: may the named user (and groups) do this, by the snapshot's RBAC.
+async fn subject_access_review(
+    State(store): State<Shared>,
+    user: Option<axum::Extension<super::rbac::User>>,
+    body: Bytes,
+) -> Response {
+    access_review(&store, user.map(|u| u.0), &body, false)
+}
+
+fn access_review(store: &Shared, user: Option<super::rbac::User>, body: &Bytes, self_review: bool) -> Response {
+    let review: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return bad_request("the body must be an access review object".into()),
+    };
+    let s = store.read().unwrap_or_else(|e| e.into_inner());
+    let answered = super::rbac::review(&s, user.as_ref(), review, self_review);
+    (StatusCode::CREATED, axum::Json(answered)).into_response()
 }
 
 async fn authorization_resources() -> Response {
     axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authorization.k8s.io/v1",
         "resources": [{"name": "selfsubjectaccessreviews", "singularName": "", "namespaced": false,
-                       "kind": "SelfSubjectAccessReview", "verbs": ["create"]}]}))
+                       "kind": "SelfSubjectAccessReview", "verbs": ["create"]},
+                      {"name": "subjectaccessreviews", "singularName": "", "namespaced": false,
+                       "kind": "SubjectAccessReview", "verbs": ["create"]}]}))
     .into_response()
 }
 
@@ -617,8 +641,20 @@ fn scale_patch(store: &Shared, rt: &ResourceType, ns: &str, name: &str, body: &B
 
 /// A kube client talking to the router in-process (no socket).
 pub fn kube_client(store: Shared) -> kube::Client {
+    kube_client_with(store, HeaderMap::new())
+}
+
+/// A kube client talking to the router in-process that adds `headers` to every request (a
+/// bearer token, impersonation headers), as a client over the network would send them.
+pub fn kube_client_with(store: Shared, headers: HeaderMap) -> kube::Client {
     let svc = tower::ServiceBuilder::new()
-        .map_request(|req: http::Request<kube::client::Body>| req.map(axum::body::Body::new))
+        .map_request(move |req: http::Request<kube::client::Body>| {
+            let mut req = req.map(axum::body::Body::new);
+            for (k, v) in &headers {
+                req.headers_mut().append(k.clone(), v.clone());
+            }
+            req
+        })
         .service(router(store));
     kube::Client::new(svc, "default")
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod generate;
+pub mod rbac;
 pub mod selector;
 pub mod serve;
 
@@ -60,6 +61,9 @@ pub struct Store {
     /// against it so an old capture reads as it did then.
     pub captured_at: Option<chrono::DateTime<chrono::Utc>>,
     timestamp_depth: usize,
+    /// Bearer tokens of the snapshot's users (`tokens.yaml` at its root): when present, every
+    /// request must authenticate and is authorized by the snapshot's RBAC ([`rbac`]).
+    pub tokens: Option<rbac::TokensFile>,
 }
 
 /// Kinds whose objects live outside namespaces (used when a file does not say).
@@ -261,6 +265,14 @@ impl Store {
         }
         if name.ends_with(".log") {
             self.load_log(rel, text);
+            return;
+        }
+        if rel.as_os_str() == rbac::TOKENS_FILE {
+            // An unreadable tokens file authenticates nobody (it never falls back to open access).
+            self.tokens = Some(rbac::TokensFile::parse(text).unwrap_or_else(|e| {
+                self.skipped.push((rel.to_path_buf(), format!("tokens file unreadable, so no token is accepted: {e}")));
+                rbac::TokensFile::default()
+            }));
             return;
         }
         let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or("");
