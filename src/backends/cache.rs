@@ -118,7 +118,17 @@ impl Cache {
         let who = crate::identity::current()
             .map(|i| serde_json::to_string(&*i).unwrap_or_else(|_| i.subject.clone()))
             .unwrap_or_default();
-        format!("{who}\u{0}{request:?}")
+        // A binding acting with the caller's own Kubernetes token (identity: caller-token) has
+        // no validated identity to key by: the forwarded credentials are the caller.
+        let creds: Vec<String> = crate::identity::forwarded()
+            .map(|f| {
+                f.0.iter()
+                    .filter(|(k, _)| k.as_str().contains("authorization") || k.as_str().contains("token"))
+                    .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v.as_bytes())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("{who}\u{0}{}\u{0}{request:?}", creds.join("\u{0}"))
     }
 
     /// The cached answer for `key` if fresh, else the answer of `fetch` (run once however

@@ -18,8 +18,8 @@ use crate::units::parse_duration;
 
 pub mod spec;
 pub use spec::{
-    KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest, KubernetesSourceSpec, KubernetesVerb,
-    ServerSourceSpec, SnapshotSourceSpec,
+    IdentityMode, KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest, KubernetesSourceSpec,
+    KubernetesVerb, ServerSourceSpec, SnapshotSourceSpec,
 };
 
 /// The kind: the Kubernetes API through kube (or an offline snapshot).
@@ -101,10 +101,88 @@ pub struct KubernetesBackend {
     name: String,
     source: KubernetesSourceSpec,
     timeout: Duration,
-    /// The client and the URL it talks to (named in errors).
-    client: OnceCell<Result<(kube::Client, String), String>>,
-    /// Discovery results by (apiVersion, kind).
+    identity: IdentityMode,
+    token_header: String,
+    /// Where the cluster is, the server's own client and the URL it talks to (named in errors).
+    client: Box<OnceCell<Result<Connected, String>>>,
+    /// Clients by the identity they carry (`caller-token`, `impersonate`): one caller's client
+    /// is never used for another.
+    callers: Mutex<HashMap<Who, kube::Client>>,
+    /// Discovery results by (apiVersion, kind): API metadata, the same for every identity.
     discovered: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+}
+
+/// A connected binding: how to build clients, the server's own client, the URL.
+type Connected = (Base, kube::Client, String);
+
+/// How to build a client for an identity.
+#[derive(Clone)]
+enum Base {
+    /// An in-process snapshot, and the binding's own token for it.
+    Snapshot(crate::snapshot::api::Shared, Option<String>),
+    /// A live cluster's client configuration (the binding's own credentials).
+    Live(Box<kube::Config>),
+}
+
+/// The identity a per-caller client carries.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Who {
+    /// The caller's own bearer token.
+    Token(String),
+    /// The binding's credentials impersonating a user and groups.
+    Impersonate(String, Vec<String>),
+}
+
+/// Per-caller clients kept at most (the map is emptied when full: tokens rotate).
+const MAX_CALLER_CLIENTS: usize = 256;
+
+impl Base {
+    fn client_for(&self, who: &Who) -> Result<kube::Client, String> {
+        match self {
+            Base::Snapshot(store, own) => {
+                let mut headers = http::HeaderMap::new();
+                let bearer = |t: &str| {
+                    http::HeaderValue::from_str(&format!("Bearer {t}"))
+                        .map_err(|_| "the token is not a valid header value".to_string())
+                };
+                match who {
+                    Who::Token(t) => {
+                        headers.insert(http::header::AUTHORIZATION, bearer(t)?);
+                    }
+                    Who::Impersonate(user, groups) => {
+                        if let Some(t) = own {
+                            headers.insert(http::header::AUTHORIZATION, bearer(t)?);
+                        }
+                        let value = |v: &str| {
+                            http::HeaderValue::from_str(v).map_err(|_| {
+                                format!("`{}` cannot be sent in a header", crate::clip::clip(v, crate::clip::QUOTE_MAX))
+                            })
+                        };
+                        headers.insert("impersonate-user", value(user)?);
+                        for g in groups {
+                            headers.append("impersonate-group", value(g)?);
+                        }
+                    }
+                }
+                Ok(crate::snapshot::api::kube_client_with(store.clone(), headers))
+            }
+            Base::Live(config) => {
+                let mut config = (**config).clone();
+                match who {
+                    // The caller's token replaces every credential of the binding.
+                    Who::Token(t) => {
+                        config.auth_info =
+                            kube::config::AuthInfo { token: Some(t.clone().into()), ..Default::default() };
+                    }
+                    Who::Impersonate(user, groups) => {
+                        config.auth_info.impersonate = Some(user.clone());
+                        config.auth_info.impersonate_groups = (!groups.is_empty()).then(|| groups.clone());
+                    }
+                }
+                kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+            }
+        }
+    }
 }
 
 /// The embedded demo cluster (tests/snapshots/demo-cluster at build time).
@@ -123,18 +201,70 @@ impl KubernetesBackend {
             name: name.to_string(),
             source: spec.source.clone(),
             timeout: Duration::from_secs_f64(timeout),
-            client: OnceCell::new(),
+            identity: spec.identity,
+            token_header: spec.token_header.clone(),
+            client: Box::default(),
+            callers: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn forbidden(&self, reason: impl Into<String>) -> Error {
+        Error::new(&self.name, ErrorKind::Forbidden, reason)
+    }
+
+    /// Who this call's requests act as, by the binding's identity mode; None for the server's
+    /// own account. A mode whose identity is missing refuses (never the server's account).
+    fn who(&self) -> Result<Option<Who>, Error> {
+        match self.identity {
+            IdentityMode::Server => Ok(None),
+            IdentityMode::CallerToken => {
+                let forwarded = crate::identity::forwarded();
+                let token = forwarded.as_deref().and_then(|f| f.bearer_token(&self.token_header));
+                match token {
+                    Some(t) => Ok(Some(Who::Token(t.to_string()))),
+                    None => Err(self.forbidden(format!(
+                        "this binding acts with the caller's own Kubernetes token (identity: caller-token) and the \
+                         request carried none in header `{}`; nothing was sent (the server's own account is never \
+                         used in its place)",
+                        self.token_header
+                    ))),
+                }
+            }
+            IdentityMode::Impersonate => {
+                let who = crate::identity::current().filter(|i| i.source == crate::identity::Source::OAuth);
+                match who {
+                    Some(i) => Ok(Some(Who::Impersonate(i.username.clone(), i.groups.clone()))),
+                    None => Err(self.forbidden(
+                        "this binding impersonates the caller (identity: impersonate) and the call carried no \
+                         validated OAuth identity; nothing was sent (the server's own account is never used in its \
+                         place)",
+                    )),
+                }
+            }
+        }
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
         Error::new(&self.name, ErrorKind::Unavailable, reason)
     }
 
+    /// The client for this call's identity.
     async fn client(&self) -> Result<kube::Client, Error> {
+        let who = self.who()?;
         let r = self.client.get_or_init(|| connect(self.source.clone())).await;
-        r.clone().map(|(c, _)| c).map_err(|e| self.unavailable(e))
+        let (base, server, _) = r.as_ref().map_err(|e| self.unavailable(e.clone()))?;
+        let Some(who) = who else { return Ok(server.clone()) };
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = callers.get(&who) {
+            return Ok(c.clone());
+        }
+        let client = base.client_for(&who).map_err(|e| self.forbidden(e))?;
+        if callers.len() >= MAX_CALLER_CLIENTS {
+            callers.clear();
+        }
+        callers.insert(who, client.clone());
+        Ok(client)
     }
 
     async fn resource(
@@ -327,15 +457,22 @@ impl KubernetesBackend {
         match &e {
             kube::Error::Api(s) => {
                 let error_kind = ErrorKind::of_status(s.code);
-                let hint = match error_kind {
-                    ErrorKind::NotFound => " (check the name and namespace, or list first)",
-                    ErrorKind::Forbidden => " (the server's service account lacks this permission)",
+                let hint = match (error_kind, self.identity) {
+                    (ErrorKind::NotFound, _) => " (check the name and namespace, or list first)",
+                    (ErrorKind::Forbidden, _) if s.code == 401 => match self.identity {
+                        IdentityMode::CallerToken => " (the cluster did not accept the caller's Kubernetes token)",
+                        _ => " (the cluster did not accept the server's credentials)",
+                    },
+                    (ErrorKind::Forbidden, IdentityMode::Server) => {
+                        " (the server's service account lacks this permission)"
+                    }
+                    (ErrorKind::Forbidden, _) => " (the calling user lacks this permission in the cluster's RBAC)",
                     _ => "",
                 };
                 Error::new(&self.name, error_kind, format!("HTTP {}: {}{hint}", s.code, s.message)).at(object)
             }
             _ => {
-                let at = self.client.get().and_then(|r| r.as_ref().ok()).map(|(_, url)| url.as_str()).unwrap_or("");
+                let at = self.client.get().and_then(|r| r.as_ref().ok()).map(|(_, _, url)| url.as_str()).unwrap_or("");
                 Error::new(
                     &self.name,
                     ErrorKind::Unreachable,
@@ -355,7 +492,11 @@ impl KubernetesBackend {
 
     /// What a request would do (for `render`).
     pub fn describe(&self, req: &KubernetesRequest) -> Value {
-        json!({"kubernetes": describe_request(req), "source": source_label(&self.source)})
+        let mut out = json!({"kubernetes": describe_request(req), "source": source_label(&self.source)});
+        if self.identity != IdentityMode::Server {
+            out["identity"] = json!(self.identity.name());
+        }
+        out
     }
 }
 
@@ -473,14 +614,22 @@ pub fn snapshot_store(path: &str) -> Result<crate::snapshot::api::Shared, String
     Ok(shared)
 }
 
-async fn connect(source: KubernetesSourceSpec) -> Result<(kube::Client, String), String> {
+async fn connect(source: KubernetesSourceSpec) -> Result<Connected, String> {
     crate::install_crypto_provider();
     let config = match source {
         KubernetesSourceSpec::Snapshot(s) => {
             let path = s.path.clone();
             let store =
                 tokio::task::spawn_blocking(move || snapshot_store(&path)).await.map_err(|e| e.to_string())??;
-            return Ok((crate::snapshot::api::kube_client(store), format!("snapshot {}", s.path)));
+            let token = s.token.as_ref().map(super::secret::resolve).transpose()?.map(|t| t.expose().to_string());
+            let mut headers = http::HeaderMap::new();
+            if let Some(t) = &token {
+                let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| "the snapshot token is not a valid header value".to_string())?;
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+            let client = crate::snapshot::api::kube_client_with(store.clone(), headers);
+            return Ok((Base::Snapshot(store, token), client, format!("snapshot {}", s.path)));
         }
         KubernetesSourceSpec::Kubeconfig(k) => {
             let options = kube::config::KubeConfigOptions { context: k.context.clone(), ..Default::default() };
@@ -509,6 +658,7 @@ async fn connect(source: KubernetesSourceSpec) -> Result<(kube::Client, String),
         }
     };
     let url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
-    Ok((client, url))
+    let client =
+        kube::Client::try_from(config.clone()).map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    Ok((Base::Live(Box::new(config)), client, url))
 }

@@ -28,6 +28,46 @@ pub struct KubernetesBackendSpec {
     /// answers are keyed by request and caller, their age is reported with the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::backends::cache::CacheSpec>,
+    /// Whose Kubernetes identity the requests carry: `server` (the binding's own credentials),
+    /// `caller-token` (the caller's own Kubernetes token, forwarded by the MCP client in
+    /// `tokenHeader`, as OpenShift Lightspeed does) or `impersonate` (the binding's credentials,
+    /// which need only `impersonate` rights, acting as the caller's validated OAuth identity
+    /// through Impersonate-User / Impersonate-Group). Without the identity a mode needs, a call
+    /// fails as forbidden; it never falls back to the server's account.
+    #[serde(default)]
+    pub identity: IdentityMode,
+    /// The request header carrying the caller's Kubernetes token (`identity: caller-token`):
+    /// `Authorization: Bearer <token>`, or the bare token in another header.
+    #[serde(default = "default_token_header")]
+    pub token_header: String,
+}
+
+/// Whose identity a kubernetes binding's requests carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMode {
+    /// The binding's own credentials (kubeconfig, service account, token).
+    #[default]
+    Server,
+    /// The caller's own Kubernetes token, forwarded in `tokenHeader`.
+    CallerToken,
+    /// The binding's credentials impersonating the caller's validated OAuth identity.
+    Impersonate,
+}
+
+impl IdentityMode {
+    /// The mode's name in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityMode::Server => "server",
+            IdentityMode::CallerToken => "caller-token",
+            IdentityMode::Impersonate => "impersonate",
+        }
+    }
+}
+
+fn default_token_header() -> String {
+    "Authorization".into()
 }
 
 /// Where the kubernetes backend gets its cluster.
@@ -73,6 +113,9 @@ pub struct ServerSourceSpec {
 pub struct SnapshotSourceSpec {
     /// Directory of manifests or a must-gather.
     pub path: String,
+    /// Bearer token the binding presents: one of the snapshot's `tokens.yaml` (a snapshot
+    /// with that file authenticates every request and applies its RBAC).
+    pub token: Option<SecretRef>,
 }
 
 /// Kubernetes API verbs.
