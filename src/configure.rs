@@ -53,6 +53,7 @@ fn overlay(base: Loaded, user: Loaded) -> Loaded {
         backends: merge(base.backends, user.backends, |d| &d.metadata.name),
         modes: merge(base.modes, user.modes, |d| &d.metadata.name),
         workflows: merge(base.workflows, user.workflows, |d| &d.metadata.name),
+        routes: merge(base.routes, user.routes, |d| &d.metadata.name),
         files: base.files.into_iter().chain(user.files).collect(),
     }
 }

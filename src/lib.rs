@@ -13,6 +13,7 @@ pub mod engine;
 pub mod guard;
 pub mod identity;
 pub mod mcp;
+pub mod routes;
 pub mod settings;
 pub mod snapshot;
 pub mod spec;

@@ -120,6 +120,10 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
+/// Tools whose answers hold the wall clock (uptime, latencies), so no golden file can pin
+/// them: tests.d/coordination.yaml and tests/routes.rs check their shape instead.
+const CLOCKED: &[&str] = &["get-server-health"];
+
 fn golden_path(name: &str) -> PathBuf {
     root().join("tests/golden").join(format!("{name}.json"))
 }
@@ -158,7 +162,8 @@ async fn every_tool_matches_its_golden_output_on_the_demo_cluster() {
         }
     }
     // Every tool the demo mode exposes has at least one golden case.
-    let missing: Vec<&String> = active.tools.keys().filter(|t| !covered.contains(t.as_str())).collect();
+    let missing: Vec<&String> =
+        active.tools.keys().filter(|t| !covered.contains(t.as_str()) && !CLOCKED.contains(&t.as_str())).collect();
     assert!(missing.is_empty(), "tools without a golden case: {missing:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

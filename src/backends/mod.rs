@@ -19,6 +19,7 @@ pub mod resilience;
 pub mod secret;
 pub mod sql;
 pub mod workflows;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -385,6 +386,7 @@ kinds! {
     Prometheus => prometheus::Prometheus,
     Sql => sql::Sql,
     Workflows => workflows::Workflows,
+    Server => server::Server,
     #[cfg(test)]
     Echo => echo::Echo,
 }

@@ -52,6 +52,12 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
             spec: b.doc.spec.clone(),
         });
     }
+    // The server itself is always a backend (its version and uptime), defined or not.
+    reg.backends.entry("server".into()).or_insert_with(|| BackendBinding {
+        name: "server".into(),
+        raw: json!({"type": "server"}),
+        spec: BackendSpec::Server(Default::default()),
+    });
     for t in &loaded.tools {
         if reg.tools.contains_key(&t.doc.metadata.name) {
             continue;
@@ -81,7 +87,9 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
         tools: loaded.tools.iter().map(|t| t.doc.metadata.name.clone()).collect(),
         resources: loaded.resources.iter().map(|t| t.doc.metadata.name.clone()).collect(),
         prompts: loaded.prompts.iter().map(|t| t.doc.metadata.name.clone()).collect(),
+        routes: loaded.routes.iter().map(|t| t.doc.metadata.name.clone()).collect(),
     };
+    reg.routes = crate::routes::compile::compile_routes(&loaded.routes, &reg.tools, diags);
     for m in &loaded.modes {
         if reg.modes.contains_key(&m.doc.metadata.name) {
             continue;
@@ -97,6 +105,7 @@ struct DocNames {
     tools: HashSet<String>,
     resources: HashSet<String>,
     prompts: HashSet<String>,
+    routes: HashSet<String>,
 }
 
 fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
@@ -127,6 +136,7 @@ fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
     dup("Backend", &loaded.backends, |d| &d.metadata.name, diags);
     dup("Mode", &loaded.modes, |d| &d.metadata.name, diags);
     dup("Workflow", &loaded.workflows, |d| &d.metadata.name, diags);
+    dup("Route", &loaded.routes, |d| &d.metadata.name, diags);
 }
 
 pub use crate::engine::lint::format_pattern;
@@ -494,7 +504,7 @@ fn compile_procedure(
     // Output: fields may read inputs, steps, earlier fields, sections and backends.
     let mut declared: HashSet<String> = input_names.clone();
     declared.extend(step_names.iter().cloned());
-    declared.extend(["sections".to_string(), "backends".to_string()]);
+    declared.extend(["sections".to_string(), "backends".to_string(), "timings".to_string()]);
     declared.extend(globals.iter().cloned());
     let mut sink = HashSet::new();
     let mut props = serde_json::Map::new();
@@ -698,7 +708,7 @@ fn known_backends(backends: &IndexMap<String, BackendBinding>, ty: Option<&str>)
 /// Compile-check a template or expression: syntax, declared variables, literal JSONPaths.
 /// Step names it mentions are added to `deps`.
 #[allow(clippy::too_many_arguments)]
-fn check_template(
+pub(crate) fn check_template(
     src: &Source,
     pointer: &str,
     source: &str,
@@ -1059,10 +1069,17 @@ fn compile_mode(
             Err(e) => diags.push(m.src.diag(&ptr, format!("override of backend `{name}` is invalid: {e}"), None)),
         }
     }
-    let sets: [(&str, &crate::spec::model::SelectorSpec, &HashSet<String>); 3] = [
+    // `server` bindings describe this process: every mode has them.
+    for (name, b) in backends {
+        if matches!(b.spec, BackendSpec::Server(_)) && !enabled.contains_key(name) {
+            enabled.insert(name.clone(), b.spec.clone());
+        }
+    }
+    let sets: [(&str, &crate::spec::model::SelectorSpec, &HashSet<String>); 4] = [
         ("tools", &m.doc.spec.tools, &names.tools),
         ("resources", &m.doc.spec.resources, &names.resources),
         ("prompts", &m.doc.spec.prompts, &names.prompts),
+        ("routes", &m.doc.spec.routes, &names.routes),
     ];
     for (key, sel, known) in sets {
         if sel.optional {

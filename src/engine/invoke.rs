@@ -140,6 +140,8 @@ pub async fn run(
     let mut results: HashMap<String, Arc<Value>> = HashMap::new();
     let mut data_age: Option<Duration> = None;
     let mut sections = Map::new();
+    // How long each step took (`timings.<step>.ms`), for health probes and diagnostics.
+    let mut timings = Map::new();
     let total = proc.steps.len();
     let mut started: HashSet<&str> = HashSet::new();
     let mut running = FuturesUnordered::new();
@@ -156,15 +158,21 @@ pub async fn run(
             for d in &step.deps {
                 step_scope.insert(d.clone(), json_view::view(results[d].clone()));
             }
-            running.push(async move { (step, run_step(active, proc, step, step_scope).await) });
+            running.push(async move {
+                let at = std::time::Instant::now();
+                let outcome = run_step(active, proc, step, step_scope).await;
+                (step, outcome, at.elapsed())
+            });
         }
         if running.is_empty() {
             break;
         }
-        let (step, outcome) = tokio::select! {
+        let (step, outcome, took) = tokio::select! {
             Some(done) = running.next() => done,
             _ = cancel.cancelled() => return Err(Error::Cancelled),
         };
+        let ms = (took.as_secs_f64() * 100_000.0).round() / 100.0;
+        timings.insert(step.name.clone(), json!({"ms": ms}));
         match outcome {
             StepOutcome::Done(v, age) => {
                 if step.optional || step.when.is_some() {
@@ -207,6 +215,7 @@ pub async fn run(
         scope.insert(k.clone(), json_view::view(v.clone()));
     }
     scope.insert("sections".into(), template::to_value(&Value::Object(sections.clone())));
+    scope.insert("timings".into(), template::to_value(&Value::Object(timings)));
     if let Some(t) = active.backends.reference_time() {
         scope.insert(super::quantity::CLOCK_VAR.into(), minijinja::Value::from(t.to_rfc3339()));
     }

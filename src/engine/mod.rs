@@ -33,6 +33,8 @@ pub struct Active {
     pub tools: IndexMap<String, Arc<Tool>>,
     pub resources: IndexMap<String, Arc<Resource>>,
     pub prompts: IndexMap<String, Arc<Prompt>>,
+    /// REST routes served in this mode.
+    pub routes: IndexMap<String, Arc<crate::routes::Route>>,
     /// Largest answer (structured JSON plus text, in bytes) before deterministic truncation.
     pub response_budget: usize,
 }
@@ -66,6 +68,8 @@ impl Active {
             .filter(|(n, _)| exposed("Prompt", n))
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
+        let routes =
+            registry.routes.iter().filter(|(n, _)| exposed("Route", n)).map(|(n, t)| (n.clone(), t.clone())).collect();
         let backends = Backends::build(&mode.backends);
         let active = Active {
             registry,
@@ -75,6 +79,7 @@ impl Active {
             tools,
             resources,
             prompts,
+            routes,
             response_budget: DEFAULT_RESPONSE_BUDGET,
         };
         crate::workflows::link(&active);

@@ -24,6 +24,8 @@ pub struct Registry {
     pub modes: IndexMap<String, Mode>,
     /// Durable workflows (`kind: Workflow`), run by `crate::workflows`.
     pub workflows: IndexMap<String, Arc<crate::workflows::Workflow>>,
+    /// REST routes bound to tools.
+    pub routes: IndexMap<String, Arc<crate::routes::Route>>,
     /// Files the registry was built from.
     pub files: Vec<PathBuf>,
 }
@@ -318,6 +320,17 @@ impl Registry {
         }
         for p in self.prompts.values() {
             out.push(decide("Prompt", &p.name, None, selected(&mode.spec.prompts, &p.name, &p.labels)));
+        }
+        // A route is served when selected and its tool is exposed.
+        for r in self.routes.values() {
+            let tool_exposed = |out: &[Exposure]| {
+                out.iter()
+                    .any(|e| e.kind == "Tool" && e.name == r.tool.name && e.exposed)
+                    .then_some(())
+                    .ok_or_else(|| format!("tool `{}` is not exposed in mode `{}`", r.tool.name, mode.name))
+            };
+            let res = selected(&mode.spec.routes, &r.name, &r.labels).and_then(|_| tool_exposed(&out));
+            out.push(decide("Route", &r.name, None, res));
         }
         out
     }

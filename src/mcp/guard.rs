@@ -35,6 +35,9 @@ pub struct Guard {
     insecure_no_auth: bool,
     /// Accepted Host values; empty accepts any.
     hosts: Vec<String>,
+    /// Accepted Origin values (`scheme://host[:port|:*]`); a request with another Origin is
+    /// refused, one without an Origin (not a browser) is not.
+    origins: Vec<String>,
     stateless: bool,
     body_limit: usize,
     body_timeout: Duration,
@@ -47,6 +50,7 @@ impl Guard {
     pub fn new(
         settings: &HttpSettings,
         hosts: Vec<String>,
+        origins: Vec<String>,
         token: Option<String>,
         oauth: Option<Arc<ResourceServer>>,
         state: Arc<AppState>,
@@ -58,6 +62,7 @@ impl Guard {
             state,
             insecure_no_auth: settings.insecure_no_auth,
             hosts,
+            origins,
             stateless: settings.stateless,
             body_limit: settings.body_limit,
             body_timeout: Duration::from_secs(settings.body_timeout_seconds.max(1)),
@@ -135,6 +140,66 @@ impl Guard {
         // An entry with a port must match exactly; one without matches any port.
         self.hosts.iter().map(|h| h.to_ascii_lowercase()).any(|h| h == host || h == bare)
     }
+}
+
+impl Guard {
+    /// Is the Origin header absent or one of the allowed origins?
+    pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else { return true };
+        let Some((scheme, host, port)) = origin.to_str().ok().and_then(parse_origin) else { return false };
+        self.origins.iter().any(|allowed| {
+            let (base, any_port) = match allowed.trim().strip_suffix(":*") {
+                Some(b) => (b, true),
+                None => (allowed.trim(), false),
+            };
+            let Some((a_scheme, a_host, a_port)) = parse_origin(base) else { return false };
+            let default = |s: &str| match s {
+                "http" => Some(80),
+                "https" => Some(443),
+                _ => None,
+            };
+            a_scheme == scheme
+                && a_host == host
+                && (any_port || a_port.is_none() || a_port.or(default(&a_scheme)) == port.or(default(&scheme)))
+        })
+    }
+
+    /// The guards of a REST request (the same as /mcp's): token, Host, Origin, rate limit,
+    /// and the body read within the size and time limits. Refusals carry the REST error body
+    /// `{status: error, error: MESSAGE}`.
+    pub async fn admit(&self, req: Request) -> Result<(axum::http::request::Parts, Bytes), Response> {
+        let refuse = |status: StatusCode, message: &str| {
+            (status, axum::Json(serde_json::json!({"status": "error", "error": message}))).into_response()
+        };
+        if !self.authorized(req.headers()) {
+            let mut resp = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Err(resp);
+        }
+        if !self.host_allowed(req.headers()) {
+            return Err(refuse(StatusCode::FORBIDDEN, "Host header is not allowed"));
+        }
+        if !self.origin_allowed(req.headers()) {
+            return Err(refuse(StatusCode::FORBIDDEN, "Origin header is not allowed"));
+        }
+        if let Err(wait) = self.rate.allow(client_of(&req)) {
+            let mut resp = refuse(StatusCode::TOO_MANY_REQUESTS, "too many requests: slow down");
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+            return Err(resp);
+        }
+        let (parts, body) = req.into_parts();
+        match read_limited(body, self.body_limit, self.body_timeout).await {
+            Ok(bytes) => Ok((parts, bytes)),
+            Err((status, message)) => Err(refuse(status, &message)),
+        }
+    }
+}
+
+/// An origin's (scheme, host, port), lower-cased.
+fn parse_origin(value: &str) -> Option<(String, String, Option<u16>)> {
+    let uri = axum::http::Uri::try_from(value.trim()).ok()?;
+    let authority = uri.authority()?;
+    Some((uri.scheme_str()?.to_ascii_lowercase(), authority.host().to_ascii_lowercase(), authority.port_u16()))
 }
 
 /// `host` without a trailing `:port` (IPv6 literals keep their brackets).
@@ -264,17 +329,21 @@ fn normalize_accept(headers: &mut HeaderMap, post: bool) {
 /// The whole body, or the HTTP answer when it is too large (413), malformed (400) or too
 /// slow (408).
 async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
-    let fail = |status: StatusCode, message: String| {
+    read_limited(body, limit, timeout).await.map_err(|(status, message)| {
         rpc_error(status, &Reject { id: Value::Null, code: jsonrpc::PARSE_ERROR, message })
-    };
+    })
+}
+
+/// The whole body, or the status and message when it is too large, malformed or too slow.
+async fn read_limited(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, (StatusCode, String)> {
     let read = async {
         let mut stream = body.into_data_stream();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk =
-                chunk.map_err(|e| fail(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))?;
+                chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))?;
             if buf.len() + chunk.len() > limit {
-                return Err(fail(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds {limit} bytes")));
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the request body exceeds {limit} bytes")));
             }
             buf.extend_from_slice(&chunk);
         }
@@ -282,7 +351,7 @@ async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes,
     };
     match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
-        Err(_) => Err(fail(
+        Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
             format!("the request body did not arrive within {} s", timeout.as_secs()),
         )),

@@ -109,7 +109,7 @@ pub fn router(
         .with_legacy_session_mode(!settings.stateless)
         .with_json_response(settings.stateless)
         .with_allowed_hosts(hosts.clone())
-        .with_allowed_origins(origins)
+        .with_allowed_origins(origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(settings.body_limit)
         .with_cancellation_token(ct);
@@ -136,12 +136,18 @@ pub fn router(
     } else {
         None
     };
-    let guard = Arc::new(Guard::new(settings, hosts, token, oauth.clone(), state.clone(), manager));
+    let guard = Arc::new(Guard::new(settings, hosts, origins, token, oauth.clone(), state.clone(), manager));
     let mcp_routes =
         Router::new().nest_service("/mcp", mcp).layer(middleware::from_fn_with_state(guard.clone(), guard::mcp));
+    // REST routes from Route specs (and their OpenAPI document), looked up in the registry in
+    // force at each request, so a reload changes them like tools.
+    let rest = Router::new()
+        .route("/openapi.json", get(crate::routes::serve::openapi))
+        .fallback(crate::routes::serve::handle)
+        .with_state(crate::routes::serve::Rest { state: state.clone(), guard: guard.clone() });
     let ops =
         Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Ops { state, guard });
-    let mut app = Router::new().route("/healthz", get(|| async { "ok\n" })).merge(ops).merge(mcp_routes);
+    let mut app = Router::new().route("/healthz", get(|| async { "ok\n" })).merge(ops).merge(mcp_routes).merge(rest);
     if let Some(rs) = oauth {
         let doc = rs.metadata();
         for path in rs.metadata_paths() {

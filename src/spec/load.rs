@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Source, SourceRef, file_diag};
-use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, ToolDoc, WorkflowDoc};
+use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
 use super::schema::{KINDS, validator};
 use super::yaml::{self, Pos, pointer_segment};
 
@@ -31,6 +31,7 @@ pub struct Loaded {
     pub backends: Vec<Located<BackendDoc>>,
     pub modes: Vec<Located<ModeDoc>>,
     pub workflows: Vec<Located<WorkflowDoc>>,
+    pub routes: Vec<Located<RouteDoc>>,
     /// Files read, in order.
     pub files: Vec<PathBuf>,
 }
@@ -118,6 +119,7 @@ pub fn load_str(file: &Path, text: &str, loaded: &mut Loaded, diags: &mut Vec<Di
             Some("Backend") => push(&src, &mut loaded.backends, diags),
             Some("Mode") => push(&src, &mut loaded.modes, diags),
             Some("Workflow") => push(&src, &mut loaded.workflows, diags),
+            Some("Route") => push(&src, &mut loaded.routes, diags),
             Some(other) => diags.push(src.diag(
                 "/kind",
                 format!("unknown kind `{other}`"),

@@ -86,6 +86,11 @@ document!(
     WorkflowDoc, Workflow, WorkflowSpec
 );
 pub use super::workflow::WorkflowSpec;
+document!(
+    /// A REST route: an HTTP method and path bound to a tool, mapping the request to the
+    /// tool's arguments and its result to a status and body. Served beside /mcp.
+    RouteDoc, Route, RouteSpec
+);
 
 /// MCP tool annotations (hints for clients).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -570,6 +575,9 @@ pub struct ModeSpec {
     /// Which prompts are exposed.
     #[serde(default)]
     pub prompts: SelectorSpec,
+    /// Which REST routes are served (a route is served only when its tool is exposed).
+    #[serde(default)]
+    pub routes: SelectorSpec,
 }
 
 /// Include/exclude by name or label. Empty include means everything.
@@ -589,4 +597,151 @@ pub struct SelectorSpec {
     /// catalogues).
     #[serde(default)]
     pub optional: bool,
+}
+
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethodSpec {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethodSpec {
+    /// The method as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethodSpec::Get => "GET",
+            HttpMethodSpec::Post => "POST",
+            HttpMethodSpec::Put => "PUT",
+            HttpMethodSpec::Patch => "PATCH",
+            HttpMethodSpec::Delete => "DELETE",
+        }
+    }
+}
+
+/// Body of a Route.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteSpec {
+    /// The HTTP method.
+    pub method: HttpMethodSpec,
+    /// The path, starting with `/`; `{name}` stands for one whole segment
+    /// (e.g. `/api/v1/workflows/{id}`), available to `arguments` as `path.name`.
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: String,
+    /// The tool the route calls.
+    pub tool: String,
+    /// One-line summary for the OpenAPI document (defaults to the tool's title or name).
+    pub summary: Option<String>,
+    /// What the route does (defaults to the tool's description).
+    pub description: Option<String>,
+    /// The tool's arguments: input name -> minijinja expression over the request's `path`,
+    /// `query`, `body` and `headers` (lower-case names), e.g.
+    /// `body.affected_resources or body.affectedResources`. A null or undefined value leaves
+    /// the input to its default. An input not listed is taken from the path variable of the
+    /// same name, else from the query parameter (GET, DELETE) or the body field (POST, PUT,
+    /// PATCH) of the same name. Query and path values are converted to the input's type.
+    #[serde(default)]
+    pub arguments: IndexMap<String, String>,
+    /// The success response.
+    #[serde(default)]
+    pub response: RouteResponseSpec,
+    /// Error responses, the first matching entry wins. Without a match: invalid arguments,
+    /// invalid requests and the tool's own error -> 400, not found -> 404, a backend that is
+    /// down, unreachable or slow -> 503, other failures -> 502/500; the body is
+    /// `{status: error, error: MESSAGE}`.
+    #[serde(default)]
+    pub errors: Vec<RouteErrorSpec>,
+}
+
+/// An HTTP status: a number, or an expression yielding one.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    /// A fixed status code.
+    Code(#[schemars(range(min = 100, max = 599))] u16),
+    /// A minijinja expression yielding the code, bare or in `{{ }}` (e.g.
+    /// `503 if result.status == 'unhealthy' else 200`).
+    Expr(String),
+}
+
+impl Default for StatusSpec {
+    fn default() -> Self {
+        StatusSpec::Code(200)
+    }
+}
+
+/// How a tool's result becomes the response.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteResponseSpec {
+    /// The status on success (default 200).
+    #[serde(default)]
+    pub status: StatusSpec,
+    /// Further statuses an expression `status` may yield (for the OpenAPI document).
+    #[serde(default)]
+    pub statuses: Vec<u16>,
+    /// Content type (default `application/json`; a `text/...` type renders `body` as text).
+    pub content_type: Option<String>,
+    /// The body: JSON whose string leaves are templates over `result` (the tool's
+    /// structured result), `text` (its text) and the request (`path`, `query`, `body`,
+    /// `headers`); a leaf that is exactly `{{ expr }}` keeps its JSON type. Default: the
+    /// structured result.
+    pub body: Option<Value>,
+    /// JSON Schema of the body for the OpenAPI document (default: derived from the tool's
+    /// output schema).
+    pub schema: Option<Value>,
+}
+
+/// A failure of a call, as routes name it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureSpec {
+    /// The arguments do not satisfy the tool's inputs (or the body is not JSON).
+    InvalidArguments,
+    /// The tool's own `output.error` fired.
+    Error,
+    /// A backend says the object does not exist.
+    NotFound,
+    /// The server's identity may not do this.
+    Forbidden,
+    /// A backend refused the request as malformed.
+    InvalidRequest,
+    /// A safety check refused the request.
+    Refused,
+    /// A backend could not be reached.
+    Unreachable,
+    /// A backend did not answer in time.
+    Timeout,
+    /// A backend is not configured or not enabled.
+    Unavailable,
+    /// A backend failed.
+    Upstream,
+    /// Shaping the output failed.
+    Output,
+}
+
+/// One error response.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteErrorSpec {
+    /// The failures this entry answers (empty: any).
+    #[serde(default)]
+    pub on: Vec<FailureSpec>,
+    /// Only when this expression over `error` (`kind`, `message`) and the request holds.
+    pub when: Option<String>,
+    /// The HTTP status.
+    #[schemars(range(min = 400, max = 599))]
+    pub status: u16,
+    /// Content type (default `application/json`; a `text/...` type renders `body` as text).
+    pub content_type: Option<String>,
+    /// The body, templates over `error` and the request (default `{status: error, error:
+    /// "{{ error.message }}"}`).
+    pub body: Option<Value>,
+    /// JSON Schema of the body for the OpenAPI document.
+    pub schema: Option<Value>,
 }

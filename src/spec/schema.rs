@@ -9,10 +9,10 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, ToolDoc, WorkflowDoc};
+use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
 
 /// The document kinds, in the order they are documented.
-pub const KINDS: [&str; 6] = ["Tool", "Resource", "Prompt", "Backend", "Mode", "Workflow"];
+pub const KINDS: [&str; 7] = ["Tool", "Resource", "Prompt", "Backend", "Mode", "Workflow", "Route"];
 
 /// The JSON Schema of one kind.
 pub fn generate(kind: &str) -> Value {
@@ -23,6 +23,7 @@ pub fn generate(kind: &str) -> Value {
         "Backend" => schemars::schema_for!(BackendDoc),
         "Mode" => schemars::schema_for!(ModeDoc),
         "Workflow" => schemars::schema_for!(WorkflowDoc),
+        "Route" => schemars::schema_for!(RouteDoc),
         other => panic!("no schema for kind {other}"),
     };
     let mut v = serde_json::to_value(schema).expect("schema serializes");
