@@ -43,7 +43,7 @@ pub struct ServerCallSpec {
 }
 
 /// A rendered server call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ServerRequest {
     call: ServerCall,
 }
