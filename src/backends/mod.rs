@@ -17,9 +17,9 @@ pub mod logs;
 pub mod prometheus;
 pub mod resilience;
 pub mod secret;
+pub mod server;
 pub mod sql;
 pub mod workflows;
-pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
