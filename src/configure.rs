@@ -70,7 +70,38 @@ pub fn activate(registry: Arc<Registry>, settings: &Settings) -> Result<Active, 
         active.backends = crate::backends::Backends::build(&active.mode.backends);
         crate::workflows::link(&active);
     }
+    refuse_token_passthrough(&active.mode.backends, settings)?;
     Ok(active)
+}
+
+/// Refuse a kubernetes binding that would forward the credential this server authenticates
+/// its callers with: `identity: caller-token` reading the caller's Kubernetes token from
+/// `Authorization` while OAuth (or the static token) is on. That header then carries the
+/// token issued for this server, and sending it on to the API server is the token
+/// passthrough the MCP authorization specification forbids.
+pub fn refuse_token_passthrough(backends: &IndexMap<String, BackendSpec>, settings: &Settings) -> Result<(), String> {
+    use crate::backends::kubernetes::IdentityMode;
+    let auth = if settings.http.oauth.enabled() {
+        "OAuth is on (http.oauth), so Authorization carries the caller's OAuth access token for this server"
+    } else if settings.http.token_file.is_some() {
+        "the static bearer token is on (http.token_file), so Authorization carries this server's own token"
+    } else {
+        return Ok(());
+    };
+    for (name, spec) in backends {
+        let BackendSpec::Kubernetes(k) = spec else { continue };
+        if k.identity == IdentityMode::CallerToken && k.token_header.eq_ignore_ascii_case("authorization") {
+            return Err(format!(
+                "kubernetes binding `{name}` has `identity: caller-token` reading the caller's Kubernetes token from \
+                 `{}`, but {auth}: forwarding it to the API server is token passthrough, which the MCP \
+                 authorization specification forbids. Set the binding's `tokenHeader` to the header your client \
+                 forwards the user's Kubernetes token in (e.g. `--set backends.{name}.tokenHeader=X-Kubernetes-Token`, \
+                 the header named in OpenShift Lightspeed's mcpServers[].headers), or use `identity: impersonate`",
+                k.token_header
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One enabled binding after every layer.
@@ -308,6 +339,45 @@ mod tests {
         let a = active(&settings(json!({}), Some(path))).unwrap();
         assert_eq!(endpoints(&a)["kubernetes"], format!("snapshot {path}"));
         assert_eq!(endpoints(&a)["prometheus"], "http://127.0.0.1:9090");
+    }
+
+    fn with_oauth(mut s: Settings) -> Settings {
+        s.http.oauth.issuer = Some("https://issuer.example".into());
+        s
+    }
+
+    #[test]
+    fn caller_token_in_authorization_is_refused_while_oauth_is_on() {
+        let s = with_oauth(settings(json!({"kubernetes": {"identity": "caller-token"}}), None));
+        let e = active(&s).err().unwrap();
+        assert!(e.contains("kubernetes binding `kubernetes`") && e.contains("token passthrough"), "{e}");
+        assert!(e.contains("tokenHeader") && e.contains("identity: impersonate"), "{e}");
+        // The header name is matched whatever its case.
+        let s = with_oauth(settings(
+            json!({"kubernetes": {"identity": "caller-token", "token_header": "authorization"}}),
+            None,
+        ));
+        assert!(active(&s).is_err());
+    }
+
+    #[test]
+    fn caller_token_in_authorization_is_refused_with_the_static_token() {
+        let mut s = settings(json!({"kubernetes": {"identity": "caller-token"}}), None);
+        s.http.token_file = Some("/run/token".into());
+        let e = active(&s).err().unwrap();
+        assert!(e.contains("static bearer token") && e.contains("token passthrough"), "{e}");
+    }
+
+    #[test]
+    fn caller_token_in_its_own_header_or_impersonation_is_accepted_with_oauth() {
+        let s = with_oauth(settings(
+            json!({"kubernetes": {"identity": "caller-token", "token_header": "X-Kubernetes-Token"}}),
+            None,
+        ));
+        assert!(active(&s).is_ok());
+        assert!(active(&with_oauth(settings(json!({"kubernetes": {"identity": "impersonate"}}), None))).is_ok());
+        // Without authentication Authorization is the caller's Kubernetes token and nothing else.
+        assert!(active(&settings(json!({"kubernetes": {"identity": "caller-token"}}), None)).is_ok());
     }
 
     #[test]

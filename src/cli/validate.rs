@@ -1,5 +1,6 @@
 //! `validate`: check specs, report every problem.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,6 +20,21 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    // With authentication on, the mode's bindings must not forward the credential callers
+    // authenticate with (caller-token in Authorization): `serve` would refuse to start.
+    if settings.http.oauth.enabled() || settings.http.token_file.is_some() {
+        let registry = std::sync::Arc::new(reg);
+        if let Err(e) = crate::configure::activate(registry.clone(), settings) {
+            let _ = writeln!(std::io::stderr(), "error: mode `{}`: {e}", settings.mode);
+            return Ok(ExitCode::from(crate::EXIT_INVALID_SPEC));
+        }
+        return Ok(summary(&registry, embedded));
+    }
+    Ok(summary(&reg, embedded))
+}
+
+/// The `ok:` line.
+fn summary(reg: &crate::engine::Registry, embedded: bool) -> ExitCode {
     let builtin = reg.files.iter().filter(|f| f.to_string_lossy().starts_with("embedded:")).count();
     let yours = reg.files.len() - builtin;
     super::out(&format!(
@@ -31,5 +47,5 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         reg.files.len(),
         if embedded { format!(" ({yours} yours, {builtin} built in)") } else { String::new() }
     ));
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
