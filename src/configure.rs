@@ -1,7 +1,8 @@
 //! Configuration from the binary alone: the catalogue (embedded, plus the user's spec paths,
 //! which add to it and replace documents of the same kind and name) and the backend fields
 //! that settings override (`backends:` in a config file, `CHM_BACKENDS__<NAME>__<FIELD>`,
-//! `--set backends.<name>.<field>=...`, `--snapshot DIR`).
+//! `--set backends.<name>.<field>=...`, `--snapshot DIR`), and the data directory under which
+//! relative `sqlite:` paths of sql bindings are kept (`data_dir`).
 //!
 //! Overrides work on the raw JSON of a binding: the Backend document's spec, merged with the
 //! mode's patch, merged with the settings' patch (all RFC 7396 merge patches), then
@@ -155,7 +156,8 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
     for (name, compiled) in &mode.backends {
         let patch = patches.get(name);
         let snapshot = settings.snapshot.as_ref().filter(|_| compiled.type_name() == "kubernetes");
-        if patch.is_none() && snapshot.is_none() {
+        let sql = compiled.type_name() == "sql";
+        if patch.is_none() && snapshot.is_none() && !sql {
             out.push((name.clone(), Binding { spec: compiled.clone(), overridden: false }));
             continue;
         }
@@ -175,6 +177,9 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
             raw["source"] = json!({"snapshot": {"path": dir}});
             snapshot_used = true;
         }
+        if sql {
+            under_data_dir(&mut raw, &settings.data_dir());
+        }
         let spec = serde_json::from_value::<BackendSpec>(raw).map_err(|e| {
             format!(
                 "the settings' override of backend `{name}` is invalid: {e} (set by a --config file's \
@@ -190,6 +195,26 @@ fn bindings(active: &Active, settings: &Settings) -> Result<Vec<(String, Binding
         return Err(format!("--snapshot {dir}: mode {} enables no kubernetes backend to read it", mode.name));
     }
     Ok(out)
+}
+
+/// A relative SQLite file path (`sqlite:coordination.db`) is made absolute under the data
+/// directory, so the file does not depend on the working directory; absolute paths, memory
+/// databases and PostgreSQL URLs are kept.
+fn under_data_dir(raw: &mut Value, data_dir: &std::path::Path) {
+    let Some(url) = raw.get("url").and_then(Value::as_str) else { return };
+    let Some(rest) = url.strip_prefix("sqlite:") else { return };
+    if rest.starts_with("//") || rest.starts_with(':') || rest.contains("mode=memory") {
+        return;
+    }
+    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || std::path::Path::new(path).is_absolute() {
+        return;
+    }
+    let file = data_dir.join(path).display().to_string();
+    raw["url"] = Value::String(match query {
+        Some(q) => format!("sqlite:{file}?{q}"),
+        None => format!("sqlite:{file}"),
+    });
 }
 
 /// Binding names match as written or with `_` for `-`, ignoring case (environment variables
@@ -378,6 +403,26 @@ mod tests {
         assert!(active(&with_oauth(settings(json!({"kubernetes": {"identity": "impersonate"}}), None))).is_ok());
         // Without authentication Authorization is the caller's Kubernetes token and nothing else.
         assert!(active(&settings(json!({"kubernetes": {"identity": "caller-token"}}), None)).is_ok());
+    }
+
+    #[test]
+    fn a_relative_sqlite_path_is_under_the_data_dir_and_others_are_kept() {
+        let mut s = settings(json!({}), None);
+        s.mode = "full".into();
+        s.data_dir = Some(PathBuf::from("/srv/chm"));
+        let a = active(&s).unwrap();
+        assert_eq!(endpoints(&a)["coordination-store"], "sqlite:/srv/chm/coordination.db");
+        let url = |u: &str| {
+            let mut raw = json!({"url": u});
+            under_data_dir(&mut raw, std::path::Path::new("/srv/chm"));
+            raw["url"].as_str().unwrap().to_string()
+        };
+        assert_eq!(url("sqlite:sub/x.db?mode=rwc"), "sqlite:/srv/chm/sub/x.db?mode=rwc");
+        for kept in ["sqlite::memory:", "sqlite:/abs/x.db", "sqlite://abs/x.db", "postgres://u@h/db"] {
+            assert_eq!(url(kept), kept);
+        }
+        s.mode = "demo".into();
+        assert_eq!(endpoints(&active(&s).unwrap())["coordination-store"], "sqlite::memory:");
     }
 
     #[test]

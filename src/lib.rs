@@ -12,6 +12,7 @@ pub mod configure;
 pub mod engine;
 pub mod guard;
 pub mod identity;
+pub mod ids;
 pub mod mcp;
 pub mod routes;
 pub mod settings;

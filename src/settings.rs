@@ -52,6 +52,11 @@ pub struct Settings {
     pub read_only: bool,
     /// Audit records: one JSON line per tool call and REST route call.
     pub audit: AuditSettings,
+    /// Where the server keeps its files: a relative `sqlite:` path of an sql binding (the
+    /// coordination store's `sqlite:coordination.db`) is under it. Default
+    /// `$XDG_STATE_HOME/cluster-health-mcp`, else `~/.local/state/cluster-health-mcp`, else
+    /// `/var/lib/cluster-health-mcp` (the Helm chart mounts its volume there).
+    pub data_dir: Option<PathBuf>,
     /// Streamable HTTP settings.
     pub http: HttpSettings,
 }
@@ -192,6 +197,7 @@ impl Default for Settings {
             response_budget_tokens: DEFAULT_RESPONSE_BUDGET_TOKENS,
             read_only: false,
             audit: AuditSettings { sink: AuditSink::Off, path: None },
+            data_dir: None,
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
                 stateless: false,
@@ -227,8 +233,9 @@ impl Settings {
             fig = fig.merge(Yaml::file_exact(path));
         }
         // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
-        const KEYS: [&str; 12] = [
+        const KEYS: [&str; 13] = [
             "read_only",
+            "data_dir",
             "audit__",
             "mode",
             "specs",
@@ -259,6 +266,17 @@ impl Settings {
             return self.specs.clone();
         }
         ["tools.d", "modes"].iter().map(PathBuf::from).filter(|p| p.is_dir()).collect()
+    }
+
+    /// The data directory: `data_dir`, else the user's state directory, else
+    /// `/var/lib/cluster-health-mcp`.
+    pub fn data_dir(&self) -> PathBuf {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        self.data_dir
+            .clone()
+            .or_else(|| env("XDG_STATE_HOME").map(|d| d.join("cluster-health-mcp")))
+            .or_else(|| env("HOME").map(|h| h.join(".local/state/cluster-health-mcp")))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/cluster-health-mcp"))
     }
 
     /// Whether the embedded catalogue is loaded under the spec paths.

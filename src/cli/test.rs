@@ -4,7 +4,9 @@
 //! directory or archive, or inline objects), when given, recorded Prometheus answers and further
 //! catalogue backends the test enables (`backends: {NAME: overrides}`), then
 //! checks the rendered requests, the error, the structured result (subset and JSONPath) and
-//! the text. `--junit`
+//! the text. Calls listed under `given` run first, in order, on the same backends (a store
+//! the test enables keeps what they wrote); `{{ given[0].incident_id }}` in an argument or
+//! a resource URI is a field of their structured results. `--junit`
 //! writes a JUnit XML report; `--update` rewrites expected text files from the answers.
 
 use std::collections::HashMap;
@@ -190,8 +192,28 @@ async fn run_case(case: &Case, settings: &Settings, update: bool, record: Option
     if let Some(tokens) = spec.get("responseBudgetTokens").and_then(Value::as_u64) {
         active.response_budget = (tokens as usize).saturating_mul(4).max(1024);
     }
-    let result = match (tool, spec.get("resource").and_then(Value::as_str), spec.get("prompt").and_then(Value::as_str))
-    {
+    // Calls that set the scene, each of which must succeed.
+    let mut given = Vec::new();
+    for (i, g) in spec.get("given").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = g["tool"].as_str().with_context(|| format!("spec.given[{i}]: needs `tool`"))?;
+        let t = active.tools.get(name).with_context(|| format!("spec.given[{i}]: no tool `{name}`"))?.clone();
+        let a = with_given(g.get("args").cloned().unwrap_or(json!({})), &given)
+            .with_context(|| format!("spec.given[{i}].args"))?;
+        let a = a.as_object().cloned().with_context(|| format!("spec.given[{i}].args: not a map"))?;
+        let out = crate::engine::invoke::run(&active, &t.proc, &a, None, &CancellationToken::new())
+            .await
+            .map_err(|e| anyhow::anyhow!("spec.given[{i}] ({name}) failed: {e}"))?;
+        given.push(out.structured);
+    }
+    let args: Map<String, Value> = match with_given(Value::Object(args), &given).context("spec.args")? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let resource = match spec.get("resource").and_then(Value::as_str) {
+        Some(uri) => Some(with_given(json!(uri), &given).context("spec.resource")?.as_str().unwrap_or(uri).to_string()),
+        None => None,
+    };
+    let result = match (tool, resource.as_deref(), spec.get("prompt").and_then(Value::as_str)) {
         (Some(tool), None, None) => {
             let t = active
                 .tools
@@ -231,6 +253,26 @@ async fn run_case(case: &Case, settings: &Settings, update: bool, record: Option
             .with_context(|| format!("writing {}", file.display()))?;
     }
     check(&spec["expect"], result, base, update)
+}
+
+/// String leaves holding `{{ ... }}` evaluated over `given` (the structured results of the
+/// `given` calls); a leaf that is one expression keeps its JSON type.
+fn with_given(v: Value, given: &[Value]) -> anyhow::Result<Value> {
+    let ctx = crate::engine::template::to_value(&json!({"given": given}));
+    fn walk(v: Value, ctx: &minijinja::Value) -> anyhow::Result<Value> {
+        Ok(match v {
+            Value::String(s) if s.contains("{{") => match crate::engine::template::single_expression(&s) {
+                Some(e) => crate::engine::template::to_json(&crate::engine::template::eval_expr(e, ctx)?)?,
+                None => Value::String(crate::engine::template::render_str(&s, ctx)?),
+            },
+            Value::Array(xs) => Value::Array(xs.into_iter().map(|x| walk(x, ctx)).collect::<anyhow::Result<_>>()?),
+            Value::Object(m) => {
+                Value::Object(m.into_iter().map(|(k, x)| Ok((k, walk(x, ctx)?))).collect::<anyhow::Result<_>>()?)
+            }
+            other => other,
+        })
+    }
+    walk(v, &ctx)
 }
 
 /// Record mode: forward every request to a live Prometheus and keep each answer (by API

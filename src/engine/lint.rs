@@ -2,7 +2,7 @@
 //!
 //! Request fields (a PromQL query, a URL path, a selector, a header...) are templates in a
 //! restricted language: raw text, `{{ expr }}`, `{% if %}` and comments; no `set`, loops,
-//! macros, blocks or function calls other than `now()`. Every value an expression can emit is
+//! macros, blocks or function calls other than `now()` and `new_id('prefix')`. Every value an expression can emit is
 //! tracked from where it comes from (an input with its constraints, a step result, a constant)
 //! to the lexical position it lands in (inside PromQL quotes, after `=~`, a selector value, a
 //! URL segment), and must be provably safe there: an escaper of that context applied last, or
@@ -610,8 +610,17 @@ const NUMERIC_FILTERS: &[&str] = &[
     "percent",
 ];
 
-/// Functions a request template may call.
-const ALLOWED_FUNCTIONS: &[&str] = &["now"];
+/// Functions a request template may call: `now()`, and `new_id` with one literal prefix.
+const ALLOWED_FUNCTIONS: &[&str] = &["now()", "new_id('prefix')"];
+
+/// The literal prefix of a `new_id('prefix')` call, when it is one and plain.
+fn new_id_prefix<'a>(c: &'a minijinja::machinery::ast::Call<'_>) -> Option<&'a str> {
+    let Expr::Var(v) = &c.expr else { return None };
+    match (v.id, c.args.as_slice()) {
+        ("new_id", [CallArg::Pos(Expr::Const(k))]) => k.value.as_str().filter(|p| crate::ids::valid_prefix(p)),
+        _ => None,
+    }
+}
 
 fn escaper_context(name: &str) -> Option<&'static str> {
     ["promql_string", "promql_regex", "promql_prefix", "promql_duration", "path_segment", "selector_value"]
@@ -717,7 +726,8 @@ impl Linter<'_> {
         visit_expr(expr, &mut |e| {
             if let Expr::Call(c) = e {
                 let what = match &c.expr {
-                    Expr::Var(v) if ALLOWED_FUNCTIONS.contains(&v.id) && c.args.is_empty() => return,
+                    Expr::Var(v) if v.id == "now" && c.args.is_empty() => return,
+                    Expr::Var(_) if new_id_prefix(c).is_some() => return,
                     Expr::Var(v) => format!("calling `{}()`", v.id),
                     Expr::GetAttr(g) => format!("calling the method `.{}()`", g.name),
                     _ => "calling a computed value".to_string(),
@@ -748,7 +758,7 @@ impl Linter<'_> {
                 format!("{what}{about} is not allowed in request templates"),
                 format!(
                     "request templates may call only {}; use filters instead",
-                    ALLOWED_FUNCTIONS.iter().map(|f| format!("`{f}()`")).collect::<Vec<_>>().join(", ")
+                    ALLOWED_FUNCTIONS.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
                 ),
             );
         }
@@ -842,7 +852,14 @@ impl Linter<'_> {
             Expr::Slice(s) => self.eval(&s.expr).changed("slicing", s.span()),
             Expr::Call(c) => match &c.expr {
                 Expr::Var(v) if v.id == "now" && c.args.is_empty() => val(Origin::Other, NOW.clone(), c.span()),
-                _ => val(self.origin_of(expr), Lang::Free(Why::Computed("a call")), c.span()),
+                _ => match new_id_prefix(c) {
+                    Some(prefix) => val(
+                        Origin::Other,
+                        Lang::pattern(&format!("^{}[0-9a-f]{{8}}$", regex::escape(prefix))),
+                        c.span(),
+                    ),
+                    None => val(self.origin_of(expr), Lang::Free(Why::Computed("a call")), c.span()),
+                },
             },
             Expr::List(l) => val(Origin::Other, Lang::Free(Why::Computed("a list")), l.span()),
             Expr::Tuple(t) => val(Origin::Other, Lang::Free(Why::Computed("a tuple")), t.span()),
@@ -1387,6 +1404,17 @@ mod tests {
             assert!(m.contains("is not allowed in request templates"), "{f}: {m}");
         }
         accepted("-{{ now() }}", Data, &[]);
+    }
+
+    #[test]
+    fn new_id_may_be_called_with_one_plain_literal_prefix() {
+        accepted("{{ new_id('inc-') }}", Data, &[]);
+        // Its value is the prefix and hex digits: harmless even as a URL segment.
+        accepted("/incidents/{{ new_id('inc-') }}", UrlPath, &[]);
+        for f in ["new_id(x)", "new_id('a/b')", "new_id()", "new_id('a', 'b')", "new_id(prefix='a')"] {
+            let m = refused(&format!("{{{{ {f} }}}}"), Data, &[free("x")]);
+            assert!(m.contains("is not allowed in request templates"), "{f}: {m}");
+        }
     }
 
     #[test]

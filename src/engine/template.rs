@@ -67,6 +67,8 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("node_status", super::k8s::node_status_filter);
     env.add_filter("condition", super::k8s::condition_filter);
     env.add_function("now", quantity::now_function);
+    env.add_function("new_id", new_id);
+    env.add_filter("parse_json", parse_json);
     env
 }
 
@@ -460,6 +462,55 @@ fn index_by(items: Value, path: &str) -> Result<Value, Error> {
     Ok(Value::from(out))
 }
 
+/// `new_id('inc-')`: the prefix and 8 random hex digits, a fresh id per call (ids of stored
+/// records; the prefix is short and plain, see [`crate::ids`]).
+fn new_id(prefix: &str) -> Result<String, Error> {
+    if !crate::ids::valid_prefix(prefix) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("new_id: prefix `{}` is not up to 16 letters, digits, `-` or `_`", crate::clip::clip(prefix, 40)),
+        ));
+    }
+    Ok(crate::ids::new_id(prefix))
+}
+
+/// `text | parse_json`: JSON text (a stored JSON column) as a value; none, undefined and
+/// values that are not text pass through (a driver may already decode them).
+/// `rows | parse_json('labels', 'affected_resources')`: those keys decoded in a map, or in
+/// every map of a list (rows as the sql backend answers them).
+fn parse_json(v: Value, keys: Rest<String>) -> Result<Value, Error> {
+    fn decode(v: serde_json::Value) -> Result<serde_json::Value, Error> {
+        let serde_json::Value::String(text) = v else { return Ok(v) };
+        serde_json::from_str(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("parse_json: not JSON ({e}): {}", crate::clip::clip(&text, 80)),
+            )
+        })
+    }
+    fn decode_keys(row: serde_json::Value, keys: &[String]) -> Result<serde_json::Value, Error> {
+        let serde_json::Value::Object(mut m) = row else { return Ok(row) };
+        for k in keys {
+            if let Some(v) = m.remove(k) {
+                m.insert(k.clone(), decode(v)?);
+            }
+        }
+        Ok(serde_json::Value::Object(m))
+    }
+    if v.is_undefined() {
+        return Ok(v);
+    }
+    let json = to_json(&v)?;
+    let out = match (json, keys.is_empty()) {
+        (json, true) => decode(json)?,
+        (serde_json::Value::Array(rows), false) => {
+            serde_json::Value::Array(rows.into_iter().map(|r| decode_keys(r, &keys)).collect::<Result<_, _>>()?)
+        }
+        (row, false) => decode_keys(row, &keys)?,
+    };
+    Ok(to_value(&out))
+}
+
 /// `items | truncate_list(20)`: the first n items.
 fn truncate_list(items: Value, n: usize) -> Result<Value, Error> {
     Ok(Value::from(items.try_iter()?.take(n).collect::<Vec<_>>()))
@@ -532,5 +583,41 @@ mod tests {
         assert_eq!(json("xs | sum_by('ns', 'r')"), serde_json::json!({"a": 4.0, "b": 7.0}));
         assert_eq!(eval_expr("(xs | top(1, 'r'))[0].ns", &ctx).unwrap().to_string(), "b");
         assert_eq!(eval_expr("xs | pick('r') | map(attribute='r') | list", &ctx).unwrap().to_string(), "[3, 7, 1]");
+    }
+
+    #[test]
+    fn parse_json_decodes_stored_json_text_and_passes_other_values() {
+        let ctx = crate::engine::template::to_value(&serde_json::json!({
+            "row": {"labels": "{\"team\": \"a\", \"n\": [1, 2]}", "none": null, "list": [1]},
+        }));
+        let json = |e: &str| to_json(&eval_expr(e, &ctx).unwrap()).unwrap();
+        assert_eq!(json("row.labels | parse_json"), serde_json::json!({"team": "a", "n": [1, 2]}));
+        assert_eq!(json("row.none | parse_json"), serde_json::Value::Null);
+        assert_eq!(json("row.list | parse_json"), serde_json::json!([1]));
+        let ctx = crate::engine::template::to_value(&serde_json::json!({
+            "rows": [{"id": 1, "labels": "{\"a\": 1}", "refs": "[\"x\"]"}, {"id": 2, "labels": null, "refs": "[]"}],
+        }));
+        let json = |e: &str| to_json(&eval_expr(e, &ctx).unwrap()).unwrap();
+        assert_eq!(
+            json("rows | parse_json('labels', 'refs')"),
+            serde_json::json!([{"id": 1, "labels": {"a": 1}, "refs": ["x"]}, {"id": 2, "labels": null, "refs": []}])
+        );
+        assert_eq!(
+            json("rows[0] | parse_json('refs')"),
+            serde_json::json!({"id": 1, "labels": "{\"a\": 1}", "refs": ["x"]})
+        );
+        let ctx = crate::engine::template::to_value(&serde_json::json!({"bad": "{oops"}));
+        let err = eval_expr("bad | parse_json", &ctx).unwrap_err().to_string();
+        assert!(err.contains("parse_json: not JSON"), "{err}");
+    }
+
+    #[test]
+    fn new_id_gives_the_prefix_and_eight_hex_digits_and_refuses_odd_prefixes() {
+        let ctx = crate::engine::template::to_value(&serde_json::json!({}));
+        let a = render_str("{{ new_id('inc-') }}", &ctx).unwrap();
+        let b = render_str("{{ new_id('inc-') }}", &ctx).unwrap();
+        assert!(regex::Regex::new(r"^inc-[0-9a-f]{8}$").unwrap().is_match(&a), "{a}");
+        assert_ne!(a, b);
+        assert!(render_str("{{ new_id('a/b') }}", &ctx).is_err());
     }
 }

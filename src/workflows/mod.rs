@@ -151,17 +151,7 @@ where
 
 /// A new workflow id: `wf-` and 8 hex digits (as the original engine's).
 pub fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // RandomState is seeded from the OS once per process; the clock and a counter vary it.
-    static SEED: std::sync::LazyLock<std::collections::hash_map::RandomState> =
-        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
-    let mut h = SEED.build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u32(std::process::id());
-    format!("wf-{:08x}", h.finish() as u32)
+    crate::ids::new_id("wf-")
 }
 
 /// Link every `workflows` client of an activated mode to its registry, its store binding
@@ -169,6 +159,12 @@ pub fn new_id() -> String {
 pub fn link(active: &crate::engine::Active) {
     for client in active.backends.clients.values() {
         let crate::backends::Client::Workflows(wf) = client.as_ref() else { continue };
+        // The runner's tables exist as soon as the store connects: specs may read them (the
+        // incidents derived from workflows) before any workflow ran.
+        if let Some(crate::backends::Client::Sql(sql)) = active.backends.clients.get(&wf.spec.store).map(|c| c.as_ref())
+        {
+            sql.migrate_owner_at_connect(store::OWNER, store::migrations());
+        }
         let link = crate::backends::workflows::Link {
             registry: active.registry.clone(),
             store: active.backends.clients.get(&wf.spec.store).cloned(),

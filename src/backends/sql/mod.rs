@@ -107,7 +107,13 @@ impl Kind for Sql {
             .map(Duration::from_secs_f64)
             .ok_or_else(|| format!("invalid timeout `{}`", binding.timeout))?;
         store::dialect(&binding.url).map_err(|e| e.to_string())?;
-        Ok(SqlBackend { name: name.to_string(), spec: binding.clone(), timeout, store: OnceCell::new() })
+        Ok(SqlBackend {
+            name: name.to_string(),
+            spec: binding.clone(),
+            timeout,
+            store: OnceCell::new(),
+            owners: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     async fn call(client: &SqlBackend, request: SqlRequest, timeout: Option<Duration>) -> Result<Value, Error> {
@@ -128,6 +134,9 @@ pub struct SqlBackend {
     spec: SqlBackendSpec,
     timeout: Duration,
     store: OnceCell<Store>,
+    /// Other owners' migrations applied at connect after the binding's own (the workflow
+    /// runner's tables), so specs may read those tables before the owner first runs.
+    owners: std::sync::Mutex<Vec<(String, Vec<Migration>)>>,
 }
 
 impl SqlBackend {
@@ -136,12 +145,27 @@ impl SqlBackend {
     pub async fn store(&self) -> Result<&Store, StoreError> {
         self.store
             .get_or_try_init(|| async {
-                match tokio::time::timeout(self.timeout, Store::connect(&self.spec, self.timeout)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(StoreError::Connect(format!("no connection within {:?}", self.timeout))),
+                let store = match tokio::time::timeout(self.timeout, Store::connect(&self.spec, self.timeout)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(StoreError::Connect(format!("no connection within {:?}", self.timeout))),
+                };
+                let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (owner, migrations) in &owners {
+                    store.migrate(owner, migrations).await?;
                 }
+                Ok(store)
             })
             .await
+    }
+
+    /// Apply `owner`'s migrations whenever this store connects, after the binding's own
+    /// (an engine's tables exist before any spec reads them). Registering an owner again
+    /// replaces its list; a store already connected is not migrated here (the owner
+    /// migrates on its own first use as well).
+    pub fn migrate_owner_at_connect(&self, owner: &str, migrations: Vec<Migration>) {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        owners.retain(|(o, _)| o != owner);
+        owners.push((owner.to_string(), migrations));
     }
 
     /// The binding's URL (no password: it is never written there).
