@@ -113,7 +113,9 @@ MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
         {
             "deployment": {"mode": "full"},
             "replicaCount": 2,
-            "coordinationEngine": {"database": {"type": "postgresql", "postgresql": {"secretName": "chm-db"}}},
+            "coordinationEngine": {
+                "database": {"type": "postgresql", "postgresql": {"url": "postgres://chm@db.aiops.svc:5432/chm", "secretName": "chm-db"}}
+            },
             "podDisruptionBudget": {"enabled": True},
         },
         set(),
@@ -297,6 +299,11 @@ def test_rendered_deployment_runs_the_modes_tools(
     if mode == "full":
         engine = values.get("coordinationEngine", {}).get("externalUrl") or "http://127.0.0.1:8080"
         assert f"coordination-engine ({engine})" in first, first
+        # The built-in engine's store: the SQLite file on the data volume, or PostgreSQL.
+        database = values.get("coordinationEngine", {}).get("database", {})
+        if values.get("coordinationEngine", {}).get("type", "builtin") == "builtin":
+            store = database.get("postgresql", {}).get("url") if database.get("type") == "postgresql" else None
+            assert f"coordination-store ({store or 'sqlite:/var/lib/cluster-health-mcp/coordination.db'})" in first, first
         # Model servers from ml.models: an InferenceService reference (wins over the shipped
         # baseUrl) or a URL; the defaults keep the shipped predictor URLs.
         models = values.get("ml", {}).get("models", {})

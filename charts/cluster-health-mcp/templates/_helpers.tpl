@@ -45,6 +45,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and (include "chm.full" .) (eq .Values.coordinationEngine.type "builtin") (eq .Values.coordinationEngine.database.type "sqlite") -}}true{{- end -}}
 {{- end -}}
 
+{{/* The built-in coordination engine's database on PostgreSQL. */}}
+{{- define "chm.postgresql" -}}
+{{- if and (include "chm.full" .) (eq .Values.coordinationEngine.type "builtin") (eq .Values.coordinationEngine.database.type "postgresql") -}}true{{- end -}}
+{{- end -}}
+
 {{/* Host headers /mcp accepts: the Service's DNS names plus values. */}}
 {{- define "chm.allowedHosts" -}}
 {{- $svc := include "chm.name" . -}}
