@@ -182,6 +182,11 @@ pub fn input_schema(i: &InputSpec) -> Value {
     }
     if let Some(props) = &i.properties {
         s.insert("properties".into(), Value::Object(props.iter().map(|(k, v)| (k.clone(), input_schema(v))).collect()));
+        // A nested property's `required` is enforced like a top-level input's.
+        let required: Vec<&String> = props.iter().filter(|(_, v)| v.required).map(|(k, _)| k).collect();
+        if !required.is_empty() {
+            s.insert("required".into(), json!(required));
+        }
     }
     Value::Object(s)
 }

@@ -7,7 +7,9 @@
 //! ordered steps), `list` (filters, limit/offset, total), `approve`, `cancel`. Starting,
 //! approving and cancelling write to the server's own store ([`Effect::Store`]); the cluster
 //! writes happen in the workflow's tool steps, which are themselves gated (dry run,
-//! approval). The client is linked to the registry and the store client when a mode is
+//! approval). `start` and `approve` may `wait` a bounded time for the workflow to come to
+//! rest (finished, failed, cancelled, or parked at a gate) and then answer it with its steps,
+//! so a dry run's plan comes back in the same call. The client is linked to the registry and the store client when a mode is
 //! activated ([`crate::workflows::link`]).
 
 use std::collections::HashSet;
@@ -132,6 +134,11 @@ pub struct WorkflowsCallSpec {
     /// cancel: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// start, approve: wait up to this long (seconds, or a duration like `10s`; at most the
+    /// step's timeout) for the workflow to finish, fail or stop at an approval gate, and answer
+    /// it with its steps. Unset or 0: answer at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
 }
 
 /// A rendered call.
@@ -171,6 +178,8 @@ pub struct WorkflowsRequest {
     comment: Option<String>,
     #[serde(default, deserialize_with = "lenient::text")]
     reason: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    wait: Option<String>,
     #[serde(default)]
     #[allow(dead_code)]
     backend: Option<String>,
@@ -253,11 +262,16 @@ impl WorkflowsBackend {
         Ok((on, off))
     }
 
-    async fn call(&self, r: WorkflowsRequest) -> Result<Value, Error> {
+    async fn call(&self, r: WorkflowsRequest, timeout: Duration) -> Result<Value, Error> {
         let store = &self.store().await?;
         let db_err = |e: crate::backends::sql::StoreError| self.err(ErrorKind::Upstream, e.to_string());
+        // Leave the answer time to travel within the call's own timeout.
+        let wait = self.wait(&r)?.min(timeout.saturating_sub(Duration::from_millis(500)));
         match r.op {
-            Op::Start => self.start(store, r).await,
+            Op::Start => {
+                let started = self.start(store, r).await?;
+                self.settle(store, started, wait).await
+            }
             Op::Get => {
                 let id = self.need(&r.id, "id")?;
                 match db::get(store, id).await.map_err(db_err)? {
@@ -282,9 +296,8 @@ impl WorkflowsBackend {
                 match db::approve(store, id, &result).await.map_err(db_err)? {
                     Some(order) => {
                         crate::workflows::runner::wake();
-                        Ok(
-                            json!({"id": id, "workflow_id": id, "status": db::status::IN_PROGRESS, "approved_step": order, "approved_by": by}),
-                        )
+                        let approved = json!({"id": id, "workflow_id": id, "status": db::status::IN_PROGRESS, "approved_step": order, "approved_by": by});
+                        self.settle(store, approved, wait).await
                     }
                     None => Err(self.not_waiting(store, id).await),
                 }
@@ -299,6 +312,48 @@ impl WorkflowsBackend {
                     None => Err(self.not_waiting(store, id).await),
                 }
             }
+        }
+    }
+
+    /// The `wait` of a call: seconds or a duration, at most a minute.
+    fn wait(&self, r: &WorkflowsRequest) -> Result<Duration, Error> {
+        let Some(text) = r.wait.as_deref() else { return Ok(Duration::ZERO) };
+        let secs =
+            text.trim().parse::<f64>().ok().or_else(|| parse_duration(text)).filter(|s| s.is_finite() && *s >= 0.0);
+        match secs {
+            Some(s) => Ok(Duration::from_secs_f64(s.min(60.0))),
+            None => {
+                Err(self
+                    .err(ErrorKind::InvalidRequest, format!("`wait` is seconds or a duration like 10s, not `{text}`")))
+            }
+        }
+    }
+
+    /// Wait up to `wait` for the workflow in `answer` to come to rest (not pending or in
+    /// progress), then answer its stored state with its steps, the fields of `answer` it
+    /// lacks added. Still running when the time is up: its state then, as stored.
+    async fn settle(&self, store: &Store, answer: Value, wait: Duration) -> Result<Value, Error> {
+        if wait.is_zero() {
+            return Ok(answer);
+        }
+        let Some(id) = answer["workflow_id"].as_str().map(str::to_owned) else { return Ok(answer) };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let stored = db::get(store, &id).await.map_err(|e| self.err(ErrorKind::Upstream, e.to_string()))?;
+            let Some(w) = stored else {
+                return Err(self.err(ErrorKind::NotFound, format!("workflow `{id}` not found")));
+            };
+            let moving = [db::status::PENDING, db::status::IN_PROGRESS].contains(&w.status.as_str());
+            if !moving || tokio::time::Instant::now() >= deadline {
+                let mut out = w.to_json(true);
+                if let (Value::Object(out), Value::Object(given)) = (&mut out, answer) {
+                    for (k, v) in given {
+                        out.entry(k).or_insert(v);
+                    }
+                }
+                return Ok(out);
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(deadline - tokio::time::Instant::now())).await;
         }
     }
 
@@ -415,16 +470,23 @@ impl WorkflowsBackend {
             }
         }
         crate::workflows::runner::wake();
-        Ok(json!({
-            "workflow_id": new.id,
-            "id": new.id,
-            "workflow": def.name,
-            "status": db::status::PENDING,
-            "dry_run": dry_run,
-            "deployment_method": r.deployment_method,
-            "estimated_duration": def.estimated_duration,
-            "steps": def.steps.iter().map(|s| json!({"order": s.order, "name": s.name, "description": s.description})).collect::<Vec<_>>(),
-        }))
+        let mut answer = new.context;
+        answer.extend([
+            ("workflow_id".into(), json!(new.id)),
+            ("id".into(), json!(new.id)),
+            ("workflow".into(), json!(def.name)),
+            ("status".into(), json!(db::status::PENDING)),
+            ("dry_run".into(), json!(dry_run)),
+            ("estimated_duration".into(), json!(def.estimated_duration)),
+            (
+                "steps".into(),
+                def.steps
+                    .iter()
+                    .map(|s| json!({"order": s.order, "name": s.name, "description": s.description, "layer": s.layer}))
+                    .collect(),
+            ),
+        ]);
+        Ok(Value::Object(answer))
     }
 }
 
@@ -496,7 +558,7 @@ impl Kind for Workflows {
         timeout: Option<Duration>,
     ) -> Result<Value, Error> {
         let timeout = timeout.unwrap_or(Duration::from_secs(30));
-        match tokio::time::timeout(timeout, client.call(request)).await {
+        match tokio::time::timeout(timeout, client.call(request, timeout)).await {
             Ok(r) => r,
             Err(_) => Err(client.err(ErrorKind::Timeout, format!("no answer within {timeout:?}"))),
         }
@@ -505,6 +567,26 @@ impl Kind for Workflows {
     fn describe(client: &WorkflowsBackend, request: &WorkflowsRequest) -> Value {
         json!({"store": client.spec.store, "op": request.op, "id": request.id, "workflow": request.workflow,
                "issue_type": request.issue_type, "resource_kind": request.resource_kind,
-               "deployment_method": request.deployment_method, "arguments": request.arguments, "dry_run": request.dry_run})
+               "deployment_method": request.deployment_method, "arguments": request.arguments, "dry_run": request.dry_run,
+               "wait": request.wait})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(op: &str) -> WorkflowsCallSpec {
+        serde_json::from_value(json!({"backend": "wf", "op": op})).unwrap()
+    }
+
+    #[test]
+    fn starting_approving_and_cancelling_are_store_writes_that_resilience_never_retries() {
+        for op in ["start", "approve", "cancel"] {
+            assert_eq!(Workflows::effect(&call(op)), Effect::Store, "{op}");
+        }
+        for op in ["get", "list"] {
+            assert_eq!(Workflows::effect(&call(op)), Effect::Read, "{op}");
+        }
     }
 }
