@@ -466,6 +466,9 @@ mod tests {
         calls.store(0, Ordering::SeqCst);
         assert!(r.run("b", Effect::SideEffectFree, flaky).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "only plain reads are retried");
+        calls.store(0, Ordering::SeqCst);
+        assert!(r.run("b", Effect::Store, flaky).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a store write (an SQL insert, a workflow start) is sent once");
     }
 
     #[tokio::test]

@@ -255,6 +255,16 @@ fn compile_tool_call(
             )),
         ));
     }
+    if step.retry.as_ref().is_some_and(|r| r.attempts > 1) && !(tool.hints.read_only || tool.hints.idempotent) {
+        diags.push(src.diag_in_value(
+            &format!("{base}/retry"),
+            format!("tool `{name}` is neither read-only nor idempotent, so a failed attempt is not retried"),
+            Some(
+                "an attempt that timed out may have taken effect, and a second one would apply it again: drop `retry`, or annotate the tool `idempotent: true` if repeating it changes nothing"
+                    .into(),
+            ),
+        ));
+    }
     for (input, spec) in inputs {
         let given = step.args.contains_key(input) || (input == DRY_RUN && takes_dry_run);
         if spec.required && spec.default.is_none() && !given {
@@ -343,7 +353,7 @@ kind: Tool
 metadata: {name: restart-it}
 spec:
   description: Restart a deployment.
-  annotations: {destructive: true}
+  annotations: {destructive: true, idempotent: true}
   input:
     namespace: {type: string, format: k8s-namespace, required: true}
     name: {type: string, format: k8s-name, required: true}
@@ -413,5 +423,19 @@ spec:
         assert_eq!(best_match(all(), &issue("CrashLoopBackOff", "Deployment")).unwrap().name, "restart-crashing");
         assert_eq!(best_match(all(), &issue("crashloopbackoff", "Pod")).unwrap().name, "any-crash");
         assert!(best_match(all(), &issue("OOMKilled", "Pod")).is_none());
+    }
+
+    #[test]
+    fn retry_on_a_tool_that_is_not_idempotent_is_refused() {
+        let specs = SPECS.replace("destructive: true, idempotent: true", "destructive: true");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("w.yaml"), specs).unwrap();
+        let diags = crate::configure::load_paths(&[dir.path().to_path_buf()], true).err().expect("refused");
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter().any(|d| d.contains("tool `restart-it` is neither read-only nor idempotent")
+                && d.contains("spec.steps[2].retry")),
+            "{text:#?}"
+        );
     }
 }

@@ -287,9 +287,18 @@ async fn run_steps(
                     if lost.is_cancelled() {
                         return Ok(()); // the claim is gone: whoever holds the workflow now decides
                     }
+                    // A write is retried only when repeating it changes nothing (validate
+                    // refuses `retry` otherwise; the tool may have changed since by a reload).
+                    let repeatable = || {
+                        source()
+                            .registry
+                            .tools
+                            .get(tool.as_str())
+                            .is_some_and(|t| t.hints.read_only || t.hints.idempotent)
+                    };
                     match outcome {
                         Ok(v) => break v,
-                        Err(f) if f.retry && attempts < step.attempts as i64 => {
+                        Err(f) if f.retry && attempts < step.attempts as i64 && repeatable() => {
                             let wait = backoff(step, attempts);
                             tracing::info!(workflow = %id, step = %step.name, attempt = attempts, "step failed, retrying in {wait:?}: {}", f.message);
                             let ok = fence
