@@ -37,6 +37,15 @@ async fn write_verbs_change_the_in_memory_cluster() {
     let out = call(&active, "restart-deployment", json!({"namespace": ns, "name": "payments-gateway"})).await.unwrap();
     assert!(out["restarted_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{out}");
 
+    let pods = call(&active, "list-pods", json!({"namespace": "payments", "label_selector": "app=payments-api"}))
+        .await
+        .unwrap();
+    let victim = pods["pods"][0]["name"].as_str().unwrap().to_string();
+    let out = call(&active, "delete-pod", json!({"namespace": ns, "name": victim})).await.unwrap();
+    assert_eq!(out["deleted"], victim.as_str());
+    let err = call(&active, "get-pod", json!({"namespace": ns, "name": victim})).await.unwrap_err();
+    assert!(err.contains("404") && err.contains("list first"), "{err}");
+
     let out = call(
         &active,
         "raise-memory-limit",
@@ -51,15 +60,17 @@ async fn write_verbs_change_the_in_memory_cluster() {
         c["image"].is_string() && c["resources"]["requests"].is_object(),
         "a strategic patch merges containers by name: {c}"
     );
-
+    // The changed template rolls the pods out, as the Deployment controller would.
     let pods = call(&active, "list-pods", json!({"namespace": "payments", "label_selector": "app=payments-api"}))
         .await
         .unwrap();
-    let victim = pods["pods"][0]["name"].as_str().unwrap().to_string();
-    let out = call(&active, "delete-pod", json!({"namespace": ns, "name": victim})).await.unwrap();
-    assert_eq!(out["deleted"], victim.as_str());
-    let err = call(&active, "get-pod", json!({"namespace": ns, "name": victim})).await.unwrap_err();
-    assert!(err.contains("404") && err.contains("list first"), "{err}");
+    assert!(pods["returned"].as_u64().unwrap() >= 1, "{pods}");
+    for p in pods["pods"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let pod = call(&active, "get-resource", json!({"api_version": "v1", "kind": "Pod", "namespace": ns, "name": name, "fields": ["spec.containers", "status.phase"]})).await.unwrap();
+        assert_eq!(pod["object"]["containers"][0]["resources"]["limits"]["memory"], "3Gi", "{pod}");
+        assert_eq!(pod["object"]["phase"], "Running", "{pod}");
+    }
 
     let file = root().join("tests/snapshots/demo-cluster/namespaces/payments/core/pods.yaml");
     assert!(std::fs::read_to_string(file).unwrap().contains(&victim), "the snapshot files are never touched");
@@ -129,7 +140,17 @@ async fn remediators_applied_change_what_their_dry_runs_showed() {
         (&json!("640Mi"), &json!("256Mi")),
         "{dep}"
     );
-    let again = call(&active, "increase-memory-limit", pod.clone()).await.unwrap();
+    // The pod was replaced by the rollout; the next dry run on the Deployment starts from the
+    // new limit.
+    let err = call(&active, "get-pod", pod.clone()).await.unwrap_err();
+    assert!(err.contains("404"), "{err}");
+    let again = call(
+        &active,
+        "increase-memory-limit",
+        json!({"namespace": "shop-frontend", "kind": "Deployment", "name": "product-catalog"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (again["current_limit"].clone(), again["new_limit"].clone()),
         (json!("640Mi"), json!("1600Mi")),

@@ -1,5 +1,6 @@
 //! A read-mostly Kubernetes API server over a [`Store`]: discovery, get, list (label and
-//! field selectors, limit/continue), pod logs, and delete/patch/scale on the in-memory copy.
+//! field selectors, limit/continue), pod logs, and delete/patch/scale on the in-memory copy
+//! (a Deployment whose pod template changes is rolled out at once: [`super::controller`]).
 //! The same router serves the kube client in-process (tower oneshot) and `snapshot serve`.
 
 use std::collections::BTreeMap;
@@ -519,7 +520,14 @@ fn with_object<F: FnOnce(&mut Value) -> Result<(), String>>(
         return not_found(format!("{} \"{name}\" not found", rt.plural));
     };
     obj["metadata"]["resourceVersion"] = Value::String(rev);
-    axum::Json(obj.clone()).into_response()
+    if rt.group == "apps" && rt.kind == "Deployment" {
+        // A changed pod template replaces the pods, as the Deployment controller would.
+        super::controller::reconcile_deployment(&mut s, ns, name);
+    }
+    match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
+        Some(obj) => axum::Json(obj.clone()).into_response(),
+        None => not_found(format!("{} \"{name}\" not found", rt.plural)),
+    }
 }
 
 fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str, dry: bool) -> Response {

@@ -5,6 +5,7 @@
 //! in-process or over `snapshot serve`. Write verbs change the in-memory copy only.
 
 pub mod api;
+pub mod controller;
 pub mod generate;
 pub mod rbac;
 pub mod selector;
