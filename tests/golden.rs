@@ -117,6 +117,16 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "trigger-operator-reconcile",
             json!({"namespace": "openshift-monitoring", "name": "node-exporter-whx8n"}),
         ),
+        // Remediation runs get random ids and clock times: only their deterministic answers
+        // are pinned here (tests/python/test_remediation.py runs them end to end).
+        (
+            "trigger-remediation-no-workflow",
+            "trigger-remediation",
+            json!({"namespace": "shop-frontend", "resource": {"kind": "Pod", "name": "product-catalog-qnvb6h6ls-l5njv"}, "issue": {"type": "high_cpu"}}),
+        ),
+        ("approve-remediation-unknown", "approve-remediation", json!({"id": "wf-00000000"})),
+        ("get-remediation-status-unknown", "get-remediation-status", json!({"id": "wf-00000000"})),
+        ("list-remediation-history-empty", "list-remediation-history", json!({})),
     ]
 }
 
