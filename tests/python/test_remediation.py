@@ -91,6 +91,7 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 assert [x["name"] for x in dry["steps"]] == ["detect", "plan", "approve", "apply", "verify"]
                 assert steps["plan"]["patch"] == patch and steps["apply"]["patch"] == patch, dry["steps"]
                 assert steps["approve"]["status"] == "skipped"
+                assert steps["detect"]["note"] == "no ArgoCD, Helm or operator marker on Deployment, ReplicaSet, Pod"
                 assert text.startswith("DRY RUN (nothing changes)") and '"memory": "640Mi"' in text, text
                 capped, _ = await call(s, "trigger-remediation", **args, arguments={"max_memory": "512Mi"})
                 plan = next(x for x in capped["steps"] if x["name"] == "plan")
