@@ -50,6 +50,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
             name: b.doc.metadata.name.clone(),
             raw: b.src.yaml.value["spec"].clone(),
             spec: b.doc.spec.clone(),
+            labels: b.doc.metadata.labels.clone(),
         });
     }
     // The server itself is always a backend (its version and uptime), defined or not.
@@ -57,6 +58,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
         name: "server".into(),
         raw: json!({"type": "server"}),
         spec: BackendSpec::Server(Default::default()),
+        labels: Default::default(),
     });
     for t in &loaded.tools {
         if reg.tools.contains_key(&t.doc.metadata.name) {
@@ -1074,9 +1076,12 @@ fn compile_mode(
             Err(e) => diags.push(m.src.diag(&ptr, format!("override of backend `{name}` is invalid: {e}"), None)),
         }
     }
-    // `server` bindings describe this process: every mode has them.
+    // `server` bindings describe this process: every mode has them. Bindings carrying the
+    // mode's `backendLabels` join it as they are (a model added as one YAML file).
+    let labels = &m.doc.spec.backend_labels;
     for (name, b) in backends {
-        if matches!(b.spec, BackendSpec::Server(_)) && !enabled.contains_key(name) {
+        let labelled = !labels.is_empty() && labels.iter().all(|(k, v)| b.labels.get(k) == Some(v));
+        if (matches!(b.spec, BackendSpec::Server(_)) || labelled) && !enabled.contains_key(name) {
             enabled.insert(name.clone(), b.spec.clone());
         }
     }

@@ -8,12 +8,26 @@
 //! - `rows | zip(scored.predictions, scored.outputs.scores)`: `[[row0, p0, s0], ...]`, as long
 //!   as the shortest list.
 //!
+//! - `[a.result, b.result] | align_series('metric.key')`: raw range results (series
+//!   `{metric, points}`) joined on (series key, timestamp): one row `{key, t, values: [a, b]}`
+//!   per point present in every list, in the first list's order (series, then time). This
+//!   turns per-metric series into a feature matrix, one row per (pod, time). `only` (a list,
+//!   or a map's keys) keeps just the series with those keys.
+//!
 //! Series filters work on one series' points `[[t, v], ...]` (a raw range query's `points`),
 //! in order; "k points earlier" assumes the range step's regular grid. Each answers points
 //! `[[t, x], ...]` (so they align on `t` with `align(0, 1)`), leaving out points without
-//! enough history or with a non-finite result:
+//! enough history or with a non-finite result. Given a series object instead (`{metric,
+//! points}`), they answer the same object with its points transformed, so a whole range
+//! result is mapped with `rcpu.result | map('rolling', 5, 'mean') | list`:
 //! - `points | lag(k)`: the value k points earlier; `diff(k=1)`: v - that value;
-//!   `pct_change(k=1)`: 100 * (v - that) / |that| (left out when that is 0).
+//!   `pct_change(k=1, zero=none)`: 100 * (v - that) / |that|; when that is 0 the `zero`
+//!   value (e.g. 0 for a counter that stays at 0), left out without one.
+//! - `[a.result, b.result] | derive(specs)`: each range result once per spec, metric-major
+//!   (`a` by every spec, then `b`), a spec being `'value'` (as is) or `[filter, args...]` with
+//!   one of the series filters here, e.g. `['rolling', 5, 'std']`, `['pct_change', 1, 0]`.
+//!   With `align_series` this builds a feature matrix from a few queries and one list of
+//!   feature specs (analyze-anomalies: 5 metrics x 9 features).
 //! - `points | rolling(n, stat)`: stat over the last n points (this one included), stat one of
 //!   `mean`, `std` (population), `min`, `max`, `median`, `mad` (median absolute deviation).
 //! - `points | score(window, gap=0, method='zscore', tag=none)`: `[[t, v, s], ...]` (`[[t, v,
@@ -25,9 +39,9 @@
 //!   (falling back to 1.2533 x the mean absolute deviation when the MAD is 0; a baseline with
 //!   no spread at all scores nothing).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use minijinja::value::Rest;
+use minijinja::value::{Rest, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 
 use super::template::lookup;
@@ -101,6 +115,111 @@ pub fn zip(first: Value, rest: Rest<Value>) -> Result<Value, Error> {
     ))
 }
 
+/// `lists | align_series(key, only)`: see the module docs.
+pub fn align_series(lists: Value, key: Value, only: Option<Value>) -> Result<Value, Error> {
+    let key = path_of(&key)?;
+    let only: Option<std::collections::HashSet<String>> = match only {
+        Some(o) if !(o.is_none() || o.is_undefined()) => Some(o.try_iter()?.map(|k| k.to_string()).collect()),
+        _ => None,
+    };
+    let mut order: Vec<(String, f64)> = Vec::new();
+    let mut keys: HashMap<String, Value> = HashMap::new();
+    let mut columns: Vec<HashMap<(String, u64), f64>> = Vec::new();
+    for (i, list) in lists.try_iter()?.enumerate() {
+        let mut col = HashMap::new();
+        for series in iter_or_empty(&list)? {
+            let k = lookup(&series, &key);
+            if k.is_undefined() || k.is_none() {
+                continue;
+            }
+            let ks = k.to_string();
+            if only.as_ref().is_some_and(|o| !o.contains(&ks)) {
+                continue;
+            }
+            for (t, x) in points_of(&series.get_attr("points")?, "align_series")? {
+                let t = number(&t).ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "align_series: timestamps must be numbers (unix seconds)")
+                })?;
+                let cell = (ks.clone(), t.to_bits());
+                if i == 0 && !col.contains_key(&cell) {
+                    order.push((ks.clone(), t));
+                    keys.entry(ks.clone()).or_insert_with(|| k.clone());
+                }
+                col.insert(cell, x);
+            }
+        }
+        columns.push(col);
+    }
+    let rows: Vec<Value> = order
+        .into_iter()
+        .filter_map(|(k, t)| {
+            let cell = (k, t.to_bits());
+            let values: Option<Vec<Value>> = columns.iter().map(|c| c.get(&cell).map(|n| Value::from(*n))).collect();
+            Some(Value::from_object(BTreeMap::from([
+                ("key", keys.get(&cell.0)?.clone()),
+                ("t", Value::from(t)),
+                ("values", Value::from(values?)),
+            ])))
+        })
+        .collect();
+    Ok(Value::from(rows))
+}
+
+/// `lists | derive(specs)`: see the module docs.
+pub fn derive(lists: Value, specs: Value) -> Result<Value, Error> {
+    let specs: Vec<Value> = specs.try_iter()?.collect();
+    let mut out = Vec::new();
+    for list in lists.try_iter()? {
+        let series = iter_or_empty(&list)?;
+        for spec in &specs {
+            let derived: Result<Vec<Value>, Error> = series.iter().map(|s| derive_one(s.clone(), spec)).collect();
+            out.push(Value::from(derived?));
+        }
+    }
+    Ok(Value::from(out))
+}
+
+fn derive_one(series: Value, spec: &Value) -> Result<Value, Error> {
+    let args: Vec<Value> = if spec.kind() == ValueKind::Seq { spec.try_iter()?.collect() } else { vec![spec.clone()] };
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "derive: `{spec}` is not a feature ('value', ['lag', k], ['diff', k], ['pct_change', k, zero], ['rolling', n, stat])"
+            ),
+        )
+    };
+    let int = |i: usize| args.get(i).and_then(Value::as_i64);
+    match args.first().and_then(|a| a.as_str()).ok_or_else(bad)? {
+        "value" if args.len() == 1 => Ok(series),
+        "lag" => lag(series, int(1)),
+        "diff" => diff(series, int(1)),
+        "pct_change" => pct_change(series, int(1), args.get(2).and_then(number)),
+        "rolling" => {
+            let stat = args.get(2).and_then(|v| v.as_str()).ok_or_else(bad)?.to_string();
+            rolling(series, int(1).ok_or_else(bad)?, &stat)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// A points -> points filter applied to a series' points, or to a series object (`{metric,
+/// points}`), which keeps its other fields.
+fn on_series(v: Value, f: impl FnOnce(&Value) -> Result<Value, Error>) -> Result<Value, Error> {
+    if v.kind() == ValueKind::Map {
+        let points = v.get_attr("points")?;
+        if !points.is_undefined() {
+            let mut out: BTreeMap<String, Value> = BTreeMap::new();
+            for k in v.try_iter()? {
+                out.insert(k.to_string(), v.get_item(&k)?);
+            }
+            out.insert("points".into(), f(&points)?);
+            return Ok(Value::from(out));
+        }
+    }
+    f(&v)
+}
+
 fn iter_or_empty(v: &Value) -> Result<Vec<Value>, Error> {
     if v.is_none() || v.is_undefined() {
         return Ok(Vec::new());
@@ -145,25 +264,31 @@ fn count(n: Option<i64>, default: i64, filter: &str) -> Result<usize, Error> {
 }
 
 /// `points | lag(k)`: see the module docs.
-pub fn lag(points: Value, k: Option<i64>) -> Result<Value, Error> {
-    let (p, k) = (points_of(&points, "lag")?, count(k, 1, "lag")?);
-    Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i - k].1))))
+pub fn lag(series: Value, k: Option<i64>) -> Result<Value, Error> {
+    on_series(series, |points| {
+        let (p, k) = (points_of(points, "lag")?, count(k, 1, "lag")?);
+        Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i - k].1))))
+    })
 }
 
 /// `points | diff(k)`: see the module docs.
-pub fn diff(points: Value, k: Option<i64>) -> Result<Value, Error> {
-    let (p, k) = (points_of(&points, "diff")?, count(k, 1, "diff")?.max(1));
-    Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i].1 - p[i - k].1))))
+pub fn diff(series: Value, k: Option<i64>) -> Result<Value, Error> {
+    on_series(series, |points| {
+        let (p, k) = (points_of(points, "diff")?, count(k, 1, "diff")?.max(1));
+        Ok(pairs((k..p.len()).map(|i| (p[i].0.clone(), p[i].1 - p[i - k].1))))
+    })
 }
 
 /// `points | pct_change(k)`: see the module docs.
-pub fn pct_change(points: Value, k: Option<i64>) -> Result<Value, Error> {
-    let (p, k) = (points_of(&points, "pct_change")?, count(k, 1, "pct_change")?.max(1));
-    Ok(pairs(
-        (k..p.len())
-            .filter(|&i| p[i - k].1 != 0.0)
-            .map(|i| (p[i].0.clone(), 100.0 * (p[i].1 - p[i - k].1) / p[i - k].1.abs())),
-    ))
+pub fn pct_change(series: Value, k: Option<i64>, zero: Option<f64>) -> Result<Value, Error> {
+    on_series(series, |points| {
+        let (p, k) = (points_of(points, "pct_change")?, count(k, 1, "pct_change")?.max(1));
+        Ok(pairs((k..p.len()).filter_map(|i| {
+            let (now, then) = (p[i].1, p[i - k].1);
+            let change = if then != 0.0 { Some(100.0 * (now - then) / then.abs()) } else { zero };
+            change.map(|c| (p[i].0.clone(), c))
+        })))
+    })
 }
 
 fn median(xs: &[f64]) -> f64 {
@@ -194,8 +319,12 @@ fn mad(xs: &[f64]) -> f64 {
 }
 
 /// `points | rolling(n, stat)`: see the module docs.
-pub fn rolling(points: Value, n: i64, stat: &str) -> Result<Value, Error> {
-    let (p, n) = (points_of(&points, "rolling")?, count(Some(n), 1, "rolling")?.max(1));
+pub fn rolling(series: Value, n: i64, stat: &str) -> Result<Value, Error> {
+    on_series(series, |points| rolling_points(points, n, stat))
+}
+
+fn rolling_points(points: &Value, n: i64, stat: &str) -> Result<Value, Error> {
+    let (p, n) = (points_of(points, "rolling")?, count(Some(n), 1, "rolling")?.max(1));
     let f: fn(&[f64]) -> f64 = match stat {
         "mean" => mean,
         "std" => std,
@@ -326,8 +455,84 @@ mod tests {
         assert_eq!(eval("p | lag(1)", ctx.clone()), json!([[120, 1.0], [180, 2.0], [240, 4.0], [300, 0.0]]));
         assert_eq!(eval("p | lag(3)", ctx.clone()), json!([[240, 1.0], [300, 2.0]]));
         assert_eq!(eval("p | diff", ctx.clone()), json!([[120, 1.0], [180, 2.0], [240, -4.0], [300, 3.0]]));
-        // From 0 there is no percent change: left out.
-        assert_eq!(eval("p | pct_change", ctx), json!([[120, 100.0], [180, 100.0], [240, -100.0]]));
+        // From 0 there is no percent change: left out, or the `zero` value when given.
+        assert_eq!(eval("p | pct_change", ctx.clone()), json!([[120, 100.0], [180, 100.0], [240, -100.0]]));
+        assert_eq!(eval("p | pct_change(1, 0)", ctx), json!([[120, 100.0], [180, 100.0], [240, -100.0], [300, 0.0]]));
+    }
+
+    #[test]
+    fn series_filters_map_over_range_results_keeping_each_series_labels() {
+        let ctx = json!({"r": [
+            {"metric": {"key": "ns/a"}, "points": [[60, 1.0], [120, 3.0], [180, 5.0]]},
+            {"metric": {"key": "ns/b"}, "points": [[60, 2.0]]},
+        ]});
+        assert_eq!(
+            eval("r | map('diff') | list", ctx.clone()),
+            json!([
+                {"metric": {"key": "ns/a"}, "points": [[120, 2.0], [180, 2.0]]},
+                {"metric": {"key": "ns/b"}, "points": []},
+            ])
+        );
+        assert_eq!(
+            eval("(r | map('rolling', 2, 'mean') | list)[0].points", ctx.clone()),
+            json!([[120, 2.0], [180, 4.0]])
+        );
+        assert_eq!(eval("(r | map('lag', 1) | list)[0].points", ctx.clone()), json!([[120, 1.0], [180, 3.0]]));
+        assert_eq!(eval("(r | map('pct_change', 1) | list)[0].points", ctx), json!([[120, 200.0], [180, 200.0 / 3.0]]));
+    }
+
+    #[test]
+    fn derive_expands_each_range_result_by_every_feature_spec() {
+        let ctx = json!({
+            "a": [{"metric": {"key": "x"}, "points": [[1, 1.0], [2, 2.0], [3, 4.0]]}],
+            "b": [{"metric": {"key": "x"}, "points": [[1, 0.0], [2, 0.0], [3, 0.0]]}],
+        });
+        let rows = eval(
+            "[a, b] | derive(['value', ['diff', 1], ['pct_change', 1, 0], ['rolling', 2, 'max']]) | align_series('metric.key')",
+            ctx.clone(),
+        );
+        assert_eq!(
+            rows,
+            json!([
+                {"key": "x", "t": 2.0, "values": [2.0, 1.0, 100.0, 2.0, 0.0, 0.0, 0.0, 0.0]},
+                {"key": "x", "t": 3.0, "values": [4.0, 2.0, 100.0, 4.0, 0.0, 0.0, 0.0, 0.0]},
+            ])
+        );
+        let e = template::shaping_env().compile_expression("[a] | derive([['ewm', 3]])").unwrap();
+        let err = e.eval(template::to_value(&ctx)).unwrap_err().to_string();
+        assert!(err.contains("is not a feature"), "{err}");
+    }
+
+    #[test]
+    fn range_results_align_on_series_key_and_timestamp_as_an_inner_join() {
+        let ctx = json!({
+            "cpu": [
+                {"metric": {"key": "ns/a"}, "points": [[60, 1.0], [120, 2.0], [180, 3.0]]},
+                {"metric": {"key": "ns/b"}, "points": [[60, 9.0]]},
+                {"metric": {}, "points": [[60, 0.0]]},
+            ],
+            "mem": [
+                {"metric": {"key": "ns/b"}, "points": [[60, "0.5"]]},
+                {"metric": {"key": "ns/a"}, "points": [[120, 20.0], [180, "NaN"], [60.0, 10.0]]},
+            ],
+        });
+        assert_eq!(
+            eval("[cpu, mem] | align_series('metric.key')", ctx.clone()),
+            json!([
+                {"key": "ns/a", "t": 60.0, "values": [1.0, 10.0]},
+                {"key": "ns/a", "t": 120.0, "values": [2.0, 20.0]},
+                {"key": "ns/b", "t": 60.0, "values": [9.0, 0.5]},
+            ])
+        );
+        assert_eq!(
+            eval("[cpu, mem] | align_series('metric.key', {'ns/b': 1}) | map(attribute='key') | list", ctx.clone()),
+            json!(["ns/b"])
+        );
+        // A derived list joins too: the point without history drops out of the row set.
+        assert_eq!(
+            eval("[cpu, cpu | map('diff') | list] | align_series('metric.key') | map(attribute='values') | list", ctx),
+            json!([[2.0, 1.0], [3.0, 1.0]])
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct BackendBinding {
     /// The spec as JSON, for merge-patching with mode overrides.
     pub raw: Value,
     pub spec: BackendSpec,
+    /// The binding document's labels (modes may enable bindings by label).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A compiled mode.

@@ -57,6 +57,8 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("clip", clip);
     env.add_filter("index_by", index_by);
     env.add_filter("align", super::features::align);
+    env.add_filter("align_series", super::features::align_series);
+    env.add_filter("derive", super::features::derive);
     env.add_filter("zip", super::features::zip);
     env.add_filter("lag", super::features::lag);
     env.add_filter("diff", super::features::diff);
@@ -399,12 +401,15 @@ fn top(items: Value, n: usize, path: &str, kwargs: Kwargs) -> Result<Value, Erro
 }
 
 /// `item | pick('name', 'status.phase')` or on a list: keep only these (dotted) paths,
-/// named by their last segment.
+/// named by their last segment, or by the name before `=` (`'anomaly_score=score'`).
 fn pick(v: Value, paths: Rest<String>) -> Result<Value, Error> {
     let one = |item: &Value| {
         let mut out = BTreeMap::new();
         for p in paths.iter() {
-            let key = p.rsplit('.').next().unwrap_or(p).to_string();
+            let (key, p) = match p.split_once('=') {
+                Some((name, path)) => (name.to_string(), path),
+                None => (p.rsplit('.').next().unwrap_or(p).to_string(), p.as_str()),
+            };
             let val = lookup(item, p);
             out.insert(key, if val.is_undefined() { Value::from(()) } else { val });
         }
@@ -450,14 +455,23 @@ fn clip(v: Value, n: usize) -> Value {
 }
 
 /// `rows | index_by('key')`: a map from each row's (dotted) attribute to the row, for joining
-/// two result sets (the last row wins on duplicate keys).
-fn index_by(items: Value, path: &str) -> Result<Value, Error> {
+/// two result sets (the last row wins on duplicate keys). Several paths make a composite key
+/// joined by `/`: `pods | index_by('metadata.namespace', 'metadata.name')` keys `ns/name`.
+fn index_by(items: Value, paths: Rest<String>) -> Result<Value, Error> {
+    if paths.is_empty() {
+        return Err(Error::new(ErrorKind::MissingArgument, "index_by: name the key's path"));
+    }
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for item in items.try_iter()? {
-        let key = lookup(&item, path);
-        if !(key.is_undefined() || key.is_none()) {
-            out.insert(key.to_string(), item);
+    'items: for item in items.try_iter()? {
+        let mut parts = Vec::with_capacity(paths.len());
+        for path in paths.iter() {
+            let key = lookup(&item, path);
+            if key.is_undefined() || key.is_none() {
+                continue 'items;
+            }
+            parts.push(key.to_string());
         }
+        out.insert(parts.join("/"), item);
     }
     Ok(Value::from(out))
 }
@@ -583,6 +597,11 @@ mod tests {
         assert_eq!(json("xs | sum_by('ns', 'r')"), serde_json::json!({"a": 4.0, "b": 7.0}));
         assert_eq!(eval_expr("(xs | top(1, 'r'))[0].ns", &ctx).unwrap().to_string(), "b");
         assert_eq!(eval_expr("xs | pick('r') | map(attribute='r') | list", &ctx).unwrap().to_string(), "[3, 7, 1]");
+        assert_eq!(
+            json("xs[0] | pick('rank=r', 'ns', 'gone=x.y')"),
+            serde_json::json!({"rank": 3, "ns": "a", "gone": null})
+        );
+        assert_eq!(json("xs | index_by('ns', 'r') | list"), serde_json::json!(["a/1", "a/3", "b/7"]));
     }
 
     #[test]

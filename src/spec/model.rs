@@ -566,6 +566,10 @@ pub struct ModeSpec {
     /// document (JSON merge patch), e.g. `prometheus: {url: https://...}`.
     #[serde(default)]
     pub backends: IndexMap<String, Value>,
+    /// Also enable, as they are, every binding whose labels include all of these (e.g.
+    /// `{toolset: ml}`: a model binding added as one YAML file joins the mode). Empty: none.
+    #[serde(default)]
+    pub backend_labels: BTreeMap<String, String>,
     /// Which tools are exposed.
     #[serde(default)]
     pub tools: SelectorSpec,

@@ -47,6 +47,22 @@ spec:
     structured: {count: page.items | length}
 """
 
+# A user-defined model added by values only: ml.models.<name> with the tool that calls it.
+CUSTOM_MODEL_TOOL = """apiVersion: cluster-health-mcp/v1
+kind: Tool
+metadata: {name: score-fraud, labels: {toolset: ml}}
+spec:
+  description: Fraud score of feature rows.
+  input:
+    rows: {type: array, items: {type: array, items: {type: number}}, required: true}
+  steps:
+    scored:
+      inference: {backend: fraud-scorer, model: fraud-scorer, instances: "{{ rows }}"}
+  output:
+    structured: {predictions: scored.predictions}
+"""
+CUSTOM_MODELS = {"fraud-scorer": {"baseUrl": "http://fraud-scorer-predictor.ml-serving.svc:8080", "protocol": "v2", "tool": CUSTOM_MODEL_TOOL}}
+
 # (id, values, extra tools the values add)
 MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
     ("standalone-defaults", {"deployment": {"mode": "standalone"}}, set()),
@@ -103,10 +119,11 @@ MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
                 "models": {
                     "anomaly-detector": {"inferenceService": {"namespace": "self-healing-platform", "name": "anomaly-detector"}, "protocol": "v2"},
                     "predictive-analytics": {"baseUrl": "http://predictor.ml.svc:8080", "timeout": "5s"},
+                    **CUSTOM_MODELS,
                 }
             },
         },
-        set(),
+        {"score-fraud"},
     ),
     (
         "full-postgresql-replicas",
@@ -271,7 +288,8 @@ def test_rendered_deployment_runs_the_modes_tools(
     args, env, mounts = lay_out(docs, tmp_path)
     # The extra specs pass `validate` together with the built-in catalogue.
     specs = [t for m, t in mounts.items() if m.endswith("/specs")]
-    assert bool(specs) == bool(values.get("extraSpecs")), mounts
+    custom_models = {n for n in values.get("ml", {}).get("models", {}) if n not in ("anomaly-detector", "predictive-analytics")}
+    assert bool(specs) == bool(values.get("extraSpecs") or custom_models), mounts
     for d in specs:
         r = chm("validate", str(d))
         assert r.returncode == 0, r.stdout + r.stderr
@@ -314,6 +332,8 @@ def test_rendered_deployment_runs_the_modes_tools(
             else:
                 want = f"{name} ({m.get('baseUrl') or 'http://' + name + '-predictor.self-healing-platform.svc.cluster.local:8080'})"
             assert want in first, (want, first)
+        for name in custom_models:
+            assert f"{name} ({models[name]['baseUrl']})" in first, (name, first)
 
 
 @pytest.mark.parametrize("case,values,extra", MATRIX, ids=[m[0] for m in MATRIX])

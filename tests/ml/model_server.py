@@ -3,9 +3,13 @@ trained on generated data, for the inference backend tests. Runs in .deps/ml-ven
 scikit-learn), not in the MCP client venv.
 
   python model_server.py train --out DIR [--seed N]     train, write DIR/*.joblib
-  python model_server.py serve --dir DIR --port P       serve them on 127.0.0.1:P (v1 + v2 REST)
+  python model_server.py train-rows --rows F --out DIR  IsolationForest on the feature rows in
+                                                        F (JSON [[x, ...], ...]), written as
+                                                        DIR/anomaly-detector.joblib
+  python model_server.py serve --dir DIR --port P       serve DIR/*.joblib on 127.0.0.1:P
+                                                        (v1 + v2 REST), named by file
 
-Models (features are [cpu_cores, memory_gib] per row):
+Models of `train` (features are [cpu_cores, memory_gib] per row):
 - `anomaly-detector`: IsolationForest trained on normal load around (0.5 cores, 1.0 GiB);
   v1 answers `{"predictions": [1 | -1, ...]}` (-1 = anomaly, as the original's model);
   v2 answers outputs `anomalies` (INT64, [n]) and `scores` (FP64, [n], lower = more anomalous).
@@ -39,6 +43,22 @@ def train(out: Path, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(iso, out / "anomaly-detector.joblib")
     joblib.dump(reg, out / "predictive-analytics.joblib")
+
+
+def train_rows(rows_file: Path, out: Path, seed: int) -> None:
+    """The anomaly detector of the 45-feature test: an IsolationForest fitted on rows of normal
+    load (analyze-anomalies' own feature rows, include_features=true). Its threshold sits just
+    below the lowest training score, so no training row is an anomaly (the rows are known to
+    be normal; sklearn's `contamination` would mark a share of them anomalous by design)."""
+    import json
+
+    from sklearn.ensemble import IsolationForest
+
+    x = np.asarray(json.loads(rows_file.read_text()), dtype=np.float64)
+    iso = IsolationForest(n_estimators=200, random_state=seed).fit(x)
+    iso.offset_ = float(iso.score_samples(x).min()) - 1e-6
+    out.mkdir(parents=True, exist_ok=True)
+    joblib.dump(iso, out / "anomaly-detector.joblib")
 
 
 def serve(models_dir: Path, port: int) -> None:
@@ -90,8 +110,8 @@ def serve(models_dir: Path, port: int) -> None:
             return {"predictions": first.tolist()}
 
     models = []
-    for name in ("anomaly-detector", "predictive-analytics"):
-        m = SkModel(name, models_dir / f"{name}.joblib")
+    for path in sorted(models_dir.glob("*.joblib")):
+        m = SkModel(path.stem, path)
         m.load()
         models.append(m)
     kserve.ModelServer(http_port=port, enable_grpc=False, workers=1).start(models)
@@ -103,6 +123,10 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--seed", type=int, default=7)
+    r = sub.add_parser("train-rows")
+    r.add_argument("--rows", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--seed", type=int, default=7)
     s = sub.add_parser("serve")
     s.add_argument("--dir", type=Path, required=True)
     s.add_argument("--port", type=int, required=True)
@@ -111,6 +135,8 @@ def main() -> None:
     sys.argv = [sys.argv[0], *rest_args]
     if a.cmd == "train":
         train(a.out, a.seed)
+    elif a.cmd == "train-rows":
+        train_rows(a.rows, a.out, a.seed)
     else:
         serve(a.dir, a.port)
 

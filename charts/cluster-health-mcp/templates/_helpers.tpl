@@ -40,6 +40,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if eq .Values.deployment.mode "full" -}}true{{- end -}}
 {{- end -}}
 
+{{/* ml.models entries that are not shipped bindings: each becomes a Backend document (and
+     its tool, when given) in the specs ConfigMap. */}}
+{{- define "chm.customModels" -}}
+{{- range $name, $m := .Values.ml.models -}}
+{{- if not (has $name (list "anomaly-detector" "predictive-analytics")) }}{{ $name }} {{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Is there a specs ConfigMap (extra specs or custom models)? */}}
+{{- define "chm.specs" -}}
+{{- if or .Values.extraSpecs (include "chm.customModels" .) -}}true{{- end -}}
+{{- end -}}
+
 {{/* The built-in coordination engine's SQLite database on a PVC. */}}
 {{- define "chm.sqlite" -}}
 {{- if and (include "chm.full" .) (eq .Values.coordinationEngine.type "builtin") (eq .Values.coordinationEngine.database.type "sqlite") -}}true{{- end -}}
