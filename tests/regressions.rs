@@ -232,3 +232,53 @@ async fn missing_monitoring_data_is_unknown_never_zero_or_an_error() {
     let page = call(&active, "list-alerts", json!({"state": "all", "limit": 2})).await;
     assert_eq!((page.structured["total"].clone(), page.structured["continue"].clone()), (json!(3), json!("2")));
 }
+
+/// A Prometheus that answers any query with an endless vector (chunked); returns its URL and
+/// the number of series it sent before the client hung up.
+async fn endless_prometheus() -> (String, tokio::task::JoinHandle<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut req = [0u8; 8192];
+        let _ = sock.read(&mut req).await;
+        let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        let start = r#"{"status":"success","data":{"resultType":"vector","result":["#;
+        if sock.write_all(format!("{head}{}", chunk(start)).as_bytes()).await.is_err() {
+            return 0;
+        }
+        let mut sent = 0usize;
+        while sent < 100_000_000 {
+            let batch: String =
+                (0..100).map(|i| format!(r#"{{"metric":{{"pod":"p{}"}},"value":[1,"1"]}},"#, sent + i)).collect();
+            if sock.write_all(chunk(&batch).as_bytes()).await.is_err() {
+                break;
+            }
+            sent += 100;
+        }
+        sent
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn the_series_cap_stops_the_download_instead_of_waiting_for_it() {
+    // Before: the cap was checked after the whole answer was read, so an endless (or huge)
+    // answer was downloaded and parsed in full first.
+    let (url, server) = endless_prometheus().await;
+    let active = active_on(&fixture_cluster(), Some(&url));
+    let t = active.tools.get("query-prometheus").unwrap();
+    let args = json!({"query": "up{job=\"node\"}"}).as_object().cloned().unwrap();
+    let cancel = CancellationToken::new();
+    let run = invoke::run(&active, &t.proc, &args, None, &cancel);
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("the answer never ends: only a cap applied while streaming ends the call")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 200 series") && err.contains("the true count is unknown"), "{err}");
+    let sent = server.await.unwrap();
+    assert!(sent < 100_000_000, "the server sent everything ({sent} series): nothing stopped reading");
+}

@@ -12,6 +12,7 @@ use super::{Effect, Error, ErrorKind, Kind, TextContext};
 use crate::units::parse_duration;
 
 pub mod spec;
+mod stream;
 pub use spec::{GuardrailsSpec, PrometheusBackendSpec, PrometheusCallSpec, PrometheusEndpoint, PrometheusRequest};
 
 /// The kind: the Prometheus / Thanos querier HTTP API.
@@ -264,14 +265,34 @@ impl PrometheusBackend {
                 }
             })?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| {
+        let unreadable = |e: String| {
             Error::new(
                 &self.name,
                 if status.is_success() { ErrorKind::Upstream } else { ErrorKind::of_status(status.as_u16()) },
                 format!("answered HTTP {} with an unreadable body: {e}", status.as_u16()),
             )
             .at(&target)
-        })?;
+        };
+        // Guarded queries: the series cap is enforced as the body arrives, so an answer with
+        // millions of series is refused after the cap plus one, not after downloading them.
+        let mut counter = req.guarded.then(stream::SeriesCounter::default);
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unreadable(error_chain(&e)))? {
+            if let Some(c) = &mut counter {
+                c.feed(&chunk);
+                if c.series > self.guardrails.max_series {
+                    return Err(self.refused(format!(
+                        "the query matches more than {} series, the cap (reading stopped at series {}; the true count is unknown); aggregate (sum by ...) or add label matchers (query: {})",
+                        self.guardrails.max_series,
+                        c.series,
+                        crate::clip::clip(&query, crate::clip::QUOTE_MAX)
+                    )));
+                }
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
         if body.get("status").and_then(Value::as_str) != Some("success") {
             let kind = body.get("errorType").and_then(Value::as_str).unwrap_or("error");
             let msg = body.get("error").and_then(Value::as_str).unwrap_or("unknown error");
@@ -287,16 +308,6 @@ impl PrometheusBackend {
         // Say which step a range really used: it grows to keep within the point budget.
         if let (Some((_, step)), Value::Object(m)) = (params.iter().find(|(k, _)| k == "step"), &mut shaped) {
             m.insert("stepSeconds".into(), json!(step.parse::<f64>().unwrap_or(0.0)));
-        }
-        if req.guarded
-            && let Some(n) = shaped.get("result").and_then(Value::as_array).map(Vec::len)
-            && n > self.guardrails.max_series
-        {
-            return Err(self.refused(format!(
-                "the query returned {n} series, more than the cap of {}; aggregate (sum by ...) or add label matchers (query: {})",
-                self.guardrails.max_series,
-                crate::clip::clip(&query, crate::clip::QUOTE_MAX)
-            )));
         }
         Ok(shaped)
     }
@@ -369,6 +380,55 @@ mod tests {
         assert_eq!(parse_time("1700000000", 0.0).unwrap(), 1_700_000_000.0);
         assert_eq!(parse_time("2023-11-14T22:13:20Z", 0.0).unwrap(), 1_700_000_000.0);
         assert!(parse_time("yesterday", 0.0).is_err());
+    }
+
+    /// A loopback "Prometheus" that answers with an endless vector (chunked), counting the
+    /// series it managed to send before the client hung up.
+    async fn endless_prometheus() -> (String, tokio::task::JoinHandle<usize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = sock.read(&mut req).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+            let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+            let start = r#"{"status":"success","data":{"resultType":"vector","result":["#;
+            if sock.write_all(format!("{head}{}", chunk(start)).as_bytes()).await.is_err() {
+                return 0;
+            }
+            let mut sent = 0usize;
+            loop {
+                let batch: Vec<String> =
+                    (0..100).map(|i| format!(r#"{{"metric":{{"pod":"p{}"}},"value":[1,"1"]}},"#, sent + i)).collect();
+                if sock.write_all(chunk(&batch.concat()).as_bytes()).await.is_err() || sent > 50_000_000 {
+                    return sent;
+                }
+                sent += 100;
+            }
+        });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn the_series_cap_stops_reading_an_endless_answer() {
+        let (url, server) = endless_prometheus().await;
+        let spec: PrometheusBackendSpec =
+            serde_json::from_value(json!({"url": url, "timeout": "20s", "guardrails": {"maxSeries": 50}})).unwrap();
+        let backend = PrometheusBackend::new("prometheus", &spec).unwrap();
+        let req: PrometheusRequest =
+            serde_json::from_value(json!({"query": "up{job=\"x\"}", "guarded": true})).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(15), backend.call(&req, None))
+            .await
+            .expect("the answer is endless: only the streaming cap can end the call")
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("more than 50 series") && msg.contains("true count is unknown"), "{msg}");
+        // The server saw the connection dropped long before it could send everything.
+        let sent = tokio::time::timeout(Duration::from_secs(15), server).await.unwrap().unwrap();
+        assert!(sent < 50_000_000, "the client kept reading: {sent} series sent");
     }
 
     #[test]
