@@ -38,7 +38,7 @@ pub fn load_paths(paths: &[PathBuf], embedded: bool) -> Result<Registry, Vec<Dia
         user
     };
     let registry = crate::engine::compile::compile(loaded, &mut diags);
-    if diags.is_empty() { Ok(registry) } else { Err(crate::engine::compile::sorted(diags)) }
+    crate::engine::compile::finish(registry, diags)
 }
 
 /// The embedded documents not replaced by the user's, followed by the user's.
@@ -51,6 +51,7 @@ fn overlay(base: Loaded, user: Loaded) -> Loaded {
         tools: merge(base.tools, user.tools, |d| &d.metadata.name),
         resources: merge(base.resources, user.resources, |d| &d.metadata.name),
         prompts: merge(base.prompts, user.prompts, |d| &d.metadata.name),
+        libraries: merge(base.libraries, user.libraries, |d| &d.metadata.name),
         backends: merge(base.backends, user.backends, |d| &d.metadata.name),
         modes: merge(base.modes, user.modes, |d| &d.metadata.name),
         workflows: merge(base.workflows, user.workflows, |d| &d.metadata.name),

@@ -41,6 +41,7 @@ pub(crate) fn rendered(
     let prepared = prepare_args(&tool.proc, call_args)?;
     let mut scope: Scope = prepared.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
+    scope.extend(tool.proc.libraries.iter().map(|(k, v)| (k.clone(), v.clone())));
     // Results of earlier steps are not known without the network: they render as null.
     for s in &tool.proc.steps {
         scope.insert(s.name.clone(), template::to_value(&Value::Null));

@@ -20,6 +20,9 @@ pub fn run(args: &Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    for w in &reg.warnings {
+        let _ = writeln!(std::io::stderr(), "{w}");
+    }
     // With authentication on, the mode's bindings must not forward the credential callers
     // authenticate with (caller-token in Authorization): `serve` would refuse to start.
     if settings.http.oauth.enabled() || settings.http.token_file.is_some() {
@@ -38,14 +41,20 @@ fn summary(reg: &crate::engine::Registry, embedded: bool) -> ExitCode {
     let builtin = reg.files.iter().filter(|f| f.to_string_lossy().starts_with("embedded:")).count();
     let yours = reg.files.len() - builtin;
     super::out(&format!(
-        "ok: {} tools, {} resources, {} prompts, {} backends, {} modes in {} files{}",
+        "ok: {} tools, {} resources, {} prompts, {} libraries, {} backends, {} modes in {} files{}{}",
         reg.tools.len(),
         reg.resources.len(),
         reg.prompts.len(),
+        reg.libraries.len(),
         reg.backends.len(),
         reg.modes.len(),
         reg.files.len(),
-        if embedded { format!(" ({yours} yours, {builtin} built in)") } else { String::new() }
+        if embedded { format!(" ({yours} yours, {builtin} built in)") } else { String::new() },
+        match reg.warnings.len() {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            n => format!(", {n} warnings"),
+        }
     ));
     ExitCode::SUCCESS
 }

@@ -88,9 +88,7 @@ fn value_check(ctx: TextContext, text: &str) -> Result<(), GuardError> {
 
 /// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 fn promql_label_name(text: &str) -> Result<(), GuardError> {
-    let ok = text.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if template::is_label_name(text) {
         Ok(())
     } else {
         Err(GuardError::Value {

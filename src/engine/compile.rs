@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::backends::{CallSpec, Effect, TextContext};
 use crate::engine::extract;
+use crate::engine::library::{self, Library};
 use crate::engine::lint::{self, InputFacts, InputKind};
 use crate::engine::registry::{
     BackendBinding, Field, FieldCheck, FieldValue, Hints, Mode, Procedure, Prompt, PromptBody, Registry, Resource,
@@ -30,7 +31,16 @@ pub fn load_registry(paths: &[PathBuf]) -> Result<Registry, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let loaded = crate::spec::load::load(paths, &mut diags);
     let registry = compile(loaded, &mut diags);
-    if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }
+    finish(registry, diags)
+}
+
+/// The registry when nothing is an error (warnings kept in it), else every diagnostic.
+pub fn finish(mut registry: Registry, diags: Vec<Diagnostic>) -> Result<Registry, Vec<Diagnostic>> {
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(sorted(diags));
+    }
+    registry.warnings = sorted(diags);
+    Ok(registry)
 }
 
 /// Diagnostics in reading order: by file, then line and column.
@@ -44,6 +54,7 @@ pub fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
     let mut reg = Registry { files: loaded.files.clone(), ..Default::default() };
     check_duplicates(&loaded, diags);
+    reg.libraries = crate::engine::library::compile_all(&loaded.libraries, diags);
 
     for b in &loaded.backends {
         reg.backends.entry(b.doc.metadata.name.clone()).or_insert_with(|| BackendBinding {
@@ -64,7 +75,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
         if reg.tools.contains_key(&t.doc.metadata.name) {
             continue;
         }
-        if let Some(tool) = compile_tool(t, &reg.backends, diags) {
+        if let Some(tool) = compile_tool(t, &reg.backends, &reg.libraries, diags) {
             reg.tools.insert(tool.name.clone(), Arc::new(tool));
         }
     }
@@ -72,7 +83,7 @@ pub fn compile(loaded: Loaded, diags: &mut Vec<Diagnostic>) -> Registry {
         if reg.resources.contains_key(&r.doc.metadata.name) {
             continue;
         }
-        if let Some(res) = compile_resource(r, &reg.backends, &reg.tools, diags) {
+        if let Some(res) = compile_resource(r, &reg.backends, &reg.libraries, &reg.tools, diags) {
             reg.resources.insert(res.name.clone(), Arc::new(res));
         }
     }
@@ -135,6 +146,7 @@ fn check_duplicates(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
     dup("Tool", &loaded.tools, |d: &ToolDoc| &d.metadata.name, diags);
     dup("Resource", &loaded.resources, |d: &ResourceDoc| &d.metadata.name, diags);
     dup("Prompt", &loaded.prompts, |d: &PromptDoc| &d.metadata.name, diags);
+    dup("Library", &loaded.libraries, |d| &d.metadata.name, diags);
     dup("Backend", &loaded.backends, |d| &d.metadata.name, diags);
     dup("Mode", &loaded.modes, |d| &d.metadata.name, diags);
     dup("Workflow", &loaded.workflows, |d| &d.metadata.name, diags);
@@ -254,6 +266,7 @@ pub fn empty_procedure() -> Procedure {
         templates: template::Templates::default(),
         output_schema: serde_json::Map::new(),
         requires: Vec::new(),
+        libraries: BTreeMap::new(),
     }
 }
 
@@ -283,7 +296,16 @@ pub fn compile_inputs(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Procedure> {
     let (steps, output) = (IndexMap::new(), OutputSpec::default());
-    let p = ProcedureInput { src, inputs, steps: &steps, output: &output, requires: &[], destructive: false };
+    let p = ProcedureInput {
+        src,
+        inputs,
+        steps: &steps,
+        output: &output,
+        requires: &[],
+        imports: &[],
+        libraries: &IndexMap::new(),
+        destructive: false,
+    };
     compile_procedure(p, &IndexMap::new(), diags)
 }
 
@@ -293,6 +315,8 @@ struct ProcedureInput<'a> {
     steps: &'a IndexMap<String, StepSpec>,
     output: &'a OutputSpec,
     requires: &'a [String],
+    imports: &'a [String],
+    libraries: &'a IndexMap<String, Arc<Library>>,
     destructive: bool,
 }
 
@@ -311,7 +335,29 @@ fn compile_procedure(
     let lint_scope = lint::Scope::new(
         p.inputs.iter().map(|(k, i)| (k.as_str(), input_facts(i))),
         p.steps.keys().map(String::as_str),
-    );
+    )
+    .with_libraries(library::lint_table(p.libraries), p.imports.iter().cloned());
+    // Imported libraries: their names, and `lib.def` for each definition (for did-you-mean).
+    let mut imported: HashSet<String> = HashSet::new();
+    let mut libraries = BTreeMap::new();
+    for (i, name) in p.imports.iter().enumerate() {
+        let ptr = format!("/spec/imports/{i}");
+        match p.libraries.get(name) {
+            None => {
+                diags.push(library::unknown_library(src, &ptr, name, p.libraries.keys().map(String::as_str)));
+                imported.insert(name.clone()); // reported once, not at every use (no `name.` mark)
+            }
+            Some(_) if input_names.contains(name) || step_names.contains(name) => diags.push(src.diag_in_value(
+                &ptr,
+                format!("library `{name}` has the same name as an input or step"),
+                Some("rename the input or step".into()),
+            )),
+            Some(lib) => {
+                imported.extend(library::visible_names(lib));
+                libraries.insert(name.clone(), lib.namespace.clone());
+            }
+        }
+    }
 
     for (name, input) in p.inputs {
         let ptr = format!("/spec/input/{}", pointer_segment(name));
@@ -407,10 +453,11 @@ fn compile_procedure(
                 Some("JSONPath follows RFC 9535, e.g. $.items[*].metadata.name".into()),
             ));
         }
-        let mut declared: HashSet<String> = input_names.iter().cloned().collect();
+        let mut declared: HashSet<String> = input_scope(input_names.iter());
         declared.extend(step_names.iter().filter(|s| *s != name).cloned());
         declared.insert("backends".into());
         declared.extend(globals.iter().cloned());
+        declared.extend(imported.iter().cloned());
 
         let mut deps: HashSet<String> = HashSet::new();
         let when = step.when.as_ref().map(|w| {
@@ -509,10 +556,11 @@ fn compile_procedure(
     check_cycles(src, &steps, diags);
 
     // Output: fields may read inputs, steps, earlier fields, sections and backends.
-    let mut declared: HashSet<String> = input_names.clone();
+    let mut declared: HashSet<String> = input_scope(input_names.iter());
     declared.extend(step_names.iter().cloned());
     declared.extend(["sections".to_string(), "backends".to_string(), "timings".to_string()]);
     declared.extend(globals.iter().cloned());
+    declared.extend(imported.iter().cloned());
     let mut sink = HashSet::new();
     let mut props = serde_json::Map::new();
     for (field, spec) in &p.output.structured {
@@ -626,6 +674,7 @@ fn compile_procedure(
             return None;
         }
     };
+    diags.extend(unread_intermediates(src, p.output));
     Some(Procedure {
         file: src.file.clone(),
         inputs: p.inputs.clone(),
@@ -640,7 +689,58 @@ fn compile_procedure(
         templates,
         output_schema,
         requires,
+        libraries,
     })
+}
+
+/// Warnings for intermediate fields (`_name`) that no later field, the text, the error or a
+/// content block reads: dead shaping code.
+fn unread_intermediates(src: &Source, output: &OutputSpec) -> Vec<Diagnostic> {
+    use crate::spec::model::FieldSpec;
+    let reads = |source: &str, expression: bool| template::undeclared(source, expression).unwrap_or_default();
+    let mut later: Vec<HashSet<String>> = output
+        .structured
+        .values()
+        .map(|f| match f {
+            FieldSpec::Each(e) => {
+                let mut r = reads(&e.each, true);
+                e.where_.iter().chain(e.fields.values()).for_each(|x| r.extend(reads(x, true)));
+                r
+            }
+            other => reads(other.expr(), true),
+        })
+        .collect();
+    let mut templates: HashSet<String> = HashSet::new();
+    for t in output.text.iter().chain(&output.error) {
+        templates.extend(reads(t, false));
+    }
+    for c in &output.content {
+        for (_, leaf) in string_leaves(&serde_json::to_value(c).expect("serializes")) {
+            templates.extend(reads(&leaf, false));
+        }
+    }
+    let mut out = Vec::new();
+    let names: Vec<&String> = output.structured.keys().collect();
+    for (i, name) in names.iter().enumerate() {
+        if !name.starts_with('_') {
+            continue;
+        }
+        let read = templates.contains(*name) || later.iter_mut().skip(i + 1).any(|r| r.contains(*name));
+        if !read {
+            out.push(
+                src.diag(
+                    &format!("/spec/output/structured/{}", pointer_segment(name)),
+                    format!("intermediate field `{name}` is never read"),
+                    Some(
+                        "fields named `_...` are not returned: read it in a later field or the text, or remove it"
+                            .into(),
+                    ),
+                )
+                .warning(),
+            );
+        }
+    }
+    out
 }
 
 type CompiledOutput = (Vec<Field>, Option<String>, Option<String>, Vec<template::Tree>);
@@ -743,16 +843,32 @@ pub(crate) fn check_template(
     let mut unknown: Vec<&String> = vars.iter().filter(|v| !declared.contains(*v)).collect();
     unknown.sort();
     for v in unknown {
-        let mut known: Vec<&String> = declared.iter().filter(|d| !template::globals().contains(*d)).collect();
-        known.sort();
         diags.push(src.diag_in_value(
             pointer,
             format!("undeclared variable `{v}`"),
-            Some(format!(
-                "declare it under spec.input, or use one of: {}",
-                known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            )),
+            Some(undeclared_hint(v, declared)),
         ));
+    }
+    // `lib.def(...)` of an imported library (declared as `lib` and `lib.def` names).
+    for (lib, def) in lint::library_calls(source, expression) {
+        let prefix = format!("{lib}.");
+        if !declared.contains(&prefix) {
+            continue; // not a library: an ordinary method call
+        }
+        let mut defs: Vec<&str> =
+            declared.iter().filter_map(|d| d.strip_prefix(&prefix)).filter(|d| !d.is_empty()).collect();
+        if defs.contains(&def.as_str()) {
+            continue;
+        }
+        defs.sort();
+        let hint = match crate::spec::load::did_you_mean(&def, &defs) {
+            Some(s) => format!("did you mean `{lib}.{s}`? `{lib}` defines: {}", defs.join(", ")),
+            None if defs.is_empty() => {
+                "nothing is defined before this point (a definition sees only those above it)".into()
+            }
+            None => format!("`{lib}` defines (before this point): {}", defs.join(", ")),
+        };
+        diags.push(src.diag_in_value(pointer, format!("library `{lib}` has no definition `{def}`"), Some(hint)));
     }
     deps.extend(vars.into_iter().filter(|v| step_names.contains(v)));
     for path in jsonpath_literals(source) {
@@ -764,6 +880,37 @@ pub(crate) fn check_template(
             ));
         }
     }
+}
+
+/// What to say about an undeclared variable: the closest name, then what is in scope
+/// (inputs first, when the scope has them).
+fn undeclared_hint(v: &str, declared: &HashSet<String>) -> String {
+    let globals = template::globals();
+    let mut inputs: Vec<&str> = declared.iter().filter_map(|d| d.strip_prefix(INPUT_MARK)).collect();
+    let mut others: Vec<&str> = declared
+        .iter()
+        .filter(|d| {
+            !globals.contains(*d) && !d.contains('.') && !d.starts_with(INPUT_MARK) && !inputs.contains(&d.as_str())
+        })
+        .map(String::as_str)
+        .collect();
+    inputs.sort();
+    others.sort();
+    let all: Vec<&str> = inputs.iter().chain(&others).copied().collect();
+    let close = crate::spec::load::did_you_mean(v, &all).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
+    let inputs =
+        if inputs.is_empty() { "no inputs are declared".to_string() } else { format!("inputs: {}", inputs.join(", ")) };
+    let others = if others.is_empty() { String::new() } else { format!("; also in scope: {}", others.join(", ")) };
+    format!("{close}{inputs}{others}; declare new inputs under spec.input")
+}
+
+/// Marks an input among a template's declared names (for hints): `declared` holds each input
+/// both as itself and as `INPUT_MARK` + name, which no template can spell as a variable.
+pub(crate) const INPUT_MARK: &str = "@input:";
+
+/// A procedure's input names, with their hint marks.
+fn input_scope<'a>(names: impl Iterator<Item = &'a String>) -> HashSet<String> {
+    names.flat_map(|n| [n.clone(), format!("{INPUT_MARK}{n}")]).collect()
 }
 
 /// Check every string leaf of a JSON tree as a template.
@@ -843,6 +990,7 @@ fn hints(a: &crate::spec::model::AnnotationsSpec, effect: Effect) -> Hints {
 fn compile_tool(
     t: &Located<ToolDoc>,
     backends: &IndexMap<String, BackendBinding>,
+    libraries: &IndexMap<String, Arc<Library>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Tool> {
     let spec = &t.doc.spec;
@@ -861,6 +1009,8 @@ fn compile_tool(
             steps: &spec.steps,
             output: &spec.output,
             requires: &spec.requires,
+            imports: &spec.imports,
+            libraries,
             // A readOnly tool may not write, whatever else it says.
             destructive: spec.annotations.destructive && !read_only,
         },
@@ -888,6 +1038,7 @@ fn compile_tool(
 fn compile_resource(
     r: &Located<ResourceDoc>,
     backends: &IndexMap<String, BackendBinding>,
+    libraries: &IndexMap<String, Arc<Library>>,
     tools: &IndexMap<String, Arc<Tool>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Resource> {
@@ -914,6 +1065,22 @@ fn compile_resource(
         .captures_iter(&spec.uri)
         .map(|c| c[1].to_string())
         .collect();
+    if let Some((t, _)) = &tool {
+        for p in params.iter().filter(|p| !t.proc.inputs.contains_key(*p)) {
+            let names: Vec<&str> = t.proc.inputs.keys().map(String::as_str).collect();
+            let close = crate::spec::load::did_you_mean(p, &names)
+                .map(|n| format!("did you mean `{{{n}}}`? "))
+                .unwrap_or_default();
+            diags.push(r.src.diag_in_value(
+                "/spec/uri",
+                format!("URI variable `{{{p}}}` is not an input of tool `{}`", t.name),
+                Some(format!(
+                    "{close}the tool's inputs: {}",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )),
+            ));
+        }
+    }
     if !spec.uri.contains("://") {
         diags.push(r.src.diag_in_value(
             "/spec/uri",
@@ -948,6 +1115,8 @@ fn compile_resource(
             steps: &spec.steps,
             output: &spec.output,
             requires: &spec.requires,
+            imports: &spec.imports,
+            libraries,
             destructive: false,
         },
         backends,
@@ -989,7 +1158,7 @@ fn compile_resource(
 
 fn compile_prompt(p: &Located<PromptDoc>, diags: &mut Vec<Diagnostic>) -> Option<Prompt> {
     let before = diags.len();
-    let mut declared: HashSet<String> = p.doc.spec.arguments.keys().cloned().collect();
+    let mut declared: HashSet<String> = input_scope(p.doc.spec.arguments.keys());
     declared.extend(template::globals());
     let mut sink = HashSet::new();
     for (i, m) in p.doc.spec.messages.iter().enumerate() {
@@ -1114,16 +1283,23 @@ fn compile_mode(
 
 /// Group diagnostics count by file, for summaries.
 pub fn summary(diags: &[Diagnostic]) -> String {
-    let files: BTreeMap<&PathBuf, usize> = diags.iter().fold(BTreeMap::new(), |mut m, d| {
+    let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.is_error()).collect();
+    let files: BTreeMap<&PathBuf, usize> = errors.iter().fold(BTreeMap::new(), |mut m, d| {
         *m.entry(&d.file).or_default() += 1;
         m
     });
+    let warnings = diags.len() - errors.len();
     format!(
-        "{} problem{} in {} file{}",
-        diags.len(),
-        if diags.len() == 1 { "" } else { "s" },
+        "{} problem{} in {} file{}{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
         files.len(),
-        if files.len() == 1 { "" } else { "s" }
+        if files.len() == 1 { "" } else { "s" },
+        match warnings {
+            0 => String::new(),
+            1 => " (and 1 warning)".into(),
+            n => format!(" (and {n} warnings)"),
+        }
     )
 }
 
@@ -1135,5 +1311,5 @@ pub fn load_paths_or_embedded(paths: Option<&[PathBuf]>) -> Result<Registry, Vec
         None => crate::spec::embedded::load(&mut diags),
     };
     let registry = compile(loaded, &mut diags);
-    if diags.is_empty() { Ok(registry) } else { Err(sorted(diags)) }
+    finish(registry, diags)
 }

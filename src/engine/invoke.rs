@@ -137,6 +137,7 @@ pub async fn run(
     // The template scope: inputs and flags converted (small); step results are shared views.
     let mut scope: Scope = args.iter().map(|(k, v)| (k.clone(), template::to_value(v))).collect();
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
+    scope.extend(proc.libraries.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut results: HashMap<String, Arc<Value>> = HashMap::new();
     let mut data_age: Option<Duration> = None;
     let mut sections = Map::new();

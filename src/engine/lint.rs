@@ -13,8 +13,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use indexmap::IndexMap;
-use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt, UnaryOpKind};
-use minijinja::machinery::{Span, parse};
+use std::collections::HashMap;
+
+use minijinja::machinery::ast::{BinOpKind, Call, CallArg, Expr, Stmt, UnaryOpKind};
+use minijinja::machinery::{Span, parse, parse_expr};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// Where a request field's text goes, which decides what may be spliced into it.
@@ -55,16 +57,23 @@ impl TextContext {
     /// The escaping filters of this context.
     pub fn escapers(self) -> &'static [&'static str] {
         match self {
-            TextContext::Promql => &["promql_string", "promql_regex", "promql_prefix", "promql_duration"],
+            TextContext::Promql => {
+                &["promql_string", "promql_regex", "promql_prefix", "promql_duration", "promql_matchers"]
+            }
             TextContext::UrlPath => &["path_segment"],
             TextContext::LabelSelector | TextContext::FieldSelector => &["selector_value"],
             TextContext::K8sName | TextContext::Header | TextContext::Data => &[],
         }
     }
 
-    /// The filters to name in a hint.
+    /// The filters to name in a hint (the matcher builder is a function, named apart).
     pub fn hint(self) -> String {
-        self.escapers().iter().map(|f| format!("`| {f}`")).collect::<Vec<_>>().join(" or ")
+        let filters = self.escapers().iter().filter(|f| **f != "promql_matchers").map(|f| format!("`| {f}`"));
+        let mut hint = filters.collect::<Vec<_>>().join(" or ");
+        if self == TextContext::Promql {
+            hint.push_str(", or build label filters with `promql_matchers(label=value)` after a fixed matcher");
+        }
+        hint
     }
 
     /// The lexer state a field of this context starts in (None: not lexed).
@@ -132,6 +141,40 @@ pub enum InputKind {
 pub struct Scope {
     inputs: IndexMap<String, Lang>,
     steps: HashSet<String>,
+    /// Every library's definitions (library bodies may call any library they import).
+    libraries: HashMap<String, HashMap<String, LibraryDef>>,
+    /// The libraries the procedure imports.
+    imports: HashSet<String>,
+}
+
+/// A library definition as the lint sees it: request templates may call expression
+/// definitions, which the lint inlines with the call's arguments bound to the parameters.
+#[derive(Debug, Clone)]
+pub struct LibraryDef {
+    pub params: Vec<String>,
+    /// The expression; None for a text macro (not callable from requests).
+    pub expr: Option<String>,
+}
+
+/// Every `lib.name(...)` call in a template or expression (for `validate`'s did-you-mean).
+pub fn library_calls(source: &str, expression: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut found = |e: &Expr<'_>| {
+        if let Expr::Call(c) = e
+            && let Expr::GetAttr(g) = &c.expr
+            && let Expr::Var(v) = &g.expr
+        {
+            out.push((v.id.to_string(), g.name.to_string()));
+        }
+    };
+    if expression {
+        if let Ok(e) = parse_expr(source) {
+            visit_expr(&e, &mut found);
+        }
+    } else if let Ok(stmt) = parse(source, "<template>", Default::default()) {
+        visit_stmt(&stmt, &mut found);
+    }
+    out
 }
 
 impl Scope {
@@ -142,7 +185,20 @@ impl Scope {
         Scope {
             inputs: inputs.into_iter().map(|(n, f)| (n.to_string(), Lang::of_input(&f))).collect(),
             steps: steps.into_iter().map(str::to_string).collect(),
+            libraries: HashMap::new(),
+            imports: HashSet::new(),
         }
+    }
+
+    /// The libraries known (`libraries`) and those the procedure imports.
+    pub fn with_libraries(
+        mut self,
+        libraries: HashMap<String, HashMap<String, LibraryDef>>,
+        imports: impl IntoIterator<Item = String>,
+    ) -> Scope {
+        self.libraries = libraries;
+        self.imports = imports.into_iter().collect();
+        self
     }
 }
 
@@ -167,7 +223,7 @@ pub fn lint(source: &str, ctx: TextContext, scope: &Scope, guarded: bool) -> Res
         return Ok(Vec::new());
     }
     let stmt = parse(source, "<request>", Default::default())?;
-    let mut lint = Linter { ctx, scope, guarded, found: BTreeSet::new() };
+    let mut lint = Linter { ctx, scope, guarded, found: BTreeSet::new(), bound: None };
     lint.language(&stmt);
     if ctx == TextContext::Header {
         lint.header_step_results(&stmt);
@@ -582,6 +638,16 @@ impl Node {
         Node::Val(Piece { origin: self.origin(), lang, span })
     }
 
+    /// The same value with every piece placed at `span` (an inlined library call).
+    fn placed(self, span: Span) -> Node {
+        match self {
+            Node::Val(p) => Node::Val(Piece { span, ..p }),
+            Node::Seq(xs) => Node::Seq(xs.into_iter().map(|x| x.placed(span)).collect()),
+            Node::Alt(xs) => Node::Alt(xs.into_iter().map(|x| x.placed(span)).collect()),
+            lit => lit,
+        }
+    }
+
     /// `x | default(y)`: `x` unchanged unless escaped.
     fn retaint_escaped(self, by: &str) -> Node {
         match self {
@@ -610,8 +676,10 @@ const NUMERIC_FILTERS: &[&str] = &[
     "percent",
 ];
 
-/// Functions a request template may call: `now()`, and `new_id` with one literal prefix.
-const ALLOWED_FUNCTIONS: &[&str] = &["now()", "new_id('prefix')"];
+/// Functions a request template may call (besides expression definitions of the libraries it
+/// imports): `now()`, `new_id` with one literal prefix, and the PromQL matcher builder with
+/// keyword arguments.
+const ALLOWED_FUNCTIONS: &[&str] = &["now()", "new_id('prefix')", "promql_matchers(label=value)"];
 
 /// The literal prefix of a `new_id('prefix')` call, when it is one and plain.
 fn new_id_prefix<'a>(c: &'a minijinja::machinery::ast::Call<'_>) -> Option<&'a str> {
@@ -640,6 +708,9 @@ struct Linter<'a> {
     scope: &'a Scope,
     guarded: bool,
     found: BTreeSet<Violation>,
+    /// Inside an inlined library definition: its parameters bound to the call's arguments
+    /// (nothing else of the caller is visible there).
+    bound: Option<HashMap<String, Node>>,
 }
 
 impl Linter<'_> {
@@ -725,12 +796,9 @@ impl Linter<'_> {
         let mut calls = Vec::new();
         visit_expr(expr, &mut |e| {
             if let Expr::Call(c) = e {
-                let what = match &c.expr {
-                    Expr::Var(v) if v.id == "now" && c.args.is_empty() => return,
-                    Expr::Var(_) if new_id_prefix(c).is_some() => return,
-                    Expr::Var(v) => format!("calling `{}()`", v.id),
-                    Expr::GetAttr(g) => format!("calling the method `.{}()`", g.name),
-                    _ => "calling a computed value".to_string(),
+                let what = match self.call_refused(c, 0) {
+                    None => return,
+                    Some(what) => what,
                 };
                 let mut names = Vec::new();
                 visit_expr(e, &mut |inner| {
@@ -762,6 +830,104 @@ impl Linter<'_> {
                 ),
             );
         }
+    }
+
+    /// Why a call may not appear in a request template (None: allowed). Library definitions
+    /// are allowed when their own body is (`depth` bounds the inlining).
+    fn call_refused(&self, c: &Call<'_>, depth: usize) -> Option<String> {
+        let positional = c.args.iter().all(|a| matches!(a, CallArg::Pos(_)));
+        let keywords = c.args.iter().all(|a| matches!(a, CallArg::Kwarg(..)));
+        match &c.expr {
+            Expr::Var(v) if v.id == "now" && c.args.is_empty() => None,
+            Expr::Var(_) if new_id_prefix(c).is_some() => None,
+            Expr::Var(v) if v.id == "promql_matchers" && keywords => None,
+            Expr::Var(v) if v.id == "promql_matchers" => {
+                Some("calling `promql_matchers()` with positional arguments (it takes label=value keywords)".into())
+            }
+            Expr::GetAttr(g) if let Some((lib, def)) = self.library_def(&g.expr, g.name) => {
+                let Some(body) = &def.expr else {
+                    return Some(format!("calling the text macro `{lib}.{}()`", g.name));
+                };
+                if !positional {
+                    return Some(format!("calling `{lib}.{}()` with keyword arguments", g.name));
+                }
+                let Ok(body) = parse_expr(body) else { return Some(format!("calling `{lib}.{}()`", g.name)) };
+                if depth > 16 {
+                    return Some(format!("calling `{lib}.{}()` (library calls nested too deep)", g.name));
+                }
+                let mut inner = None;
+                visit_expr(&body, &mut |e| {
+                    if let Expr::Call(ic) = e
+                        && inner.is_none()
+                    {
+                        inner = self.call_refused(ic, depth + 1);
+                    }
+                });
+                inner.map(|why| format!("calling `{lib}.{}()`, whose definition is {why}", g.name))
+            }
+            Expr::Var(v) => Some(format!("calling `{}()`", v.id)),
+            Expr::GetAttr(g) => Some(format!("calling the method `.{}()`", g.name)),
+            _ => Some("calling a computed value".to_string()),
+        }
+    }
+
+    /// The library definition `lib.name` when `lib` is a library visible here: an import of
+    /// the procedure, or (inside a definition) any library, since `validate` checked which.
+    fn library_def<'s>(&'s self, lib: &Expr<'_>, name: &str) -> Option<(&'s str, &'s LibraryDef)> {
+        let Expr::Var(v) = lib else { return None };
+        let visible = match &self.bound {
+            None => self.scope.imports.contains(v.id),
+            Some(bound) => !bound.contains_key(v.id),
+        };
+        let (lib, defs) = self.scope.libraries.get_key_value(v.id).filter(|_| visible)?;
+        Some((lib.as_str(), defs.get(name)?))
+    }
+
+    /// An inlined call of a library expression: its body evaluated with the parameters bound
+    /// to the arguments; every piece is placed at the call.
+    fn inline(&self, def: &LibraryDef, c: &Call<'_>, span: Span) -> Node {
+        let refused = || Node::Val(Piece { origin: Origin::Other, lang: Lang::Free(Why::Computed("a call")), span });
+        let Some(Ok(body)) = def.expr.as_deref().map(parse_expr) else { return refused() };
+        let args: Vec<Node> = c.args.iter().map(|a| self.eval(call_arg(a))).collect();
+        let bound = def
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), args.get(i).cloned().unwrap_or(Node::Lit(String::new()))))
+            .collect();
+        let sub = Linter {
+            ctx: self.ctx,
+            scope: self.scope,
+            guarded: self.guarded,
+            found: BTreeSet::new(),
+            bound: Some(bound),
+        };
+        sub.eval(&body).placed(span)
+    }
+
+    /// The PromQL matcher builder: its output is whole matchers with escaped values, whatever
+    /// the arguments; the label names are keywords (identifiers), checked as label names.
+    fn matchers(&self, c: &Call<'_>, span: Span) -> Node {
+        let mut origin = Origin::Other;
+        for a in &c.args {
+            if let CallArg::Kwarg(name, e) = a {
+                let label = name.strip_suffix("__not").or_else(|| name.strip_suffix("__prefix")).unwrap_or(name);
+                if !crate::engine::template::is_label_name(label) {
+                    return Node::Val(Piece {
+                        origin: Origin::Other,
+                        lang: Lang::Free(Why::Computed("a matcher with an invalid label name")),
+                        span,
+                    });
+                }
+                if matches!(origin, Origin::Other) {
+                    origin = self.eval(e).origin();
+                }
+            }
+        }
+        Node::Alt(vec![
+            Node::Lit(String::new()),
+            Node::Val(Piece { origin, lang: Lang::Escaped("promql_matchers"), span }),
+        ])
     }
 
     fn header_step_results(&mut self, stmt: &Stmt<'_>) {
@@ -797,6 +963,10 @@ impl Linter<'_> {
                 | minijinja::value::ValueKind::None
                 | minijinja::value::ValueKind::Undefined => Node::Lit(c.value.to_string()),
                 _ => val(Origin::Other, Lang::Free(Why::Computed("a list or map")), c.span()),
+            },
+            Expr::Var(v) if self.bound.is_some() => match self.bound.as_ref().and_then(|b| b.get(v.id)) {
+                Some(node) => node.clone(),
+                None => val(Origin::Other, Lang::Free(Why::Computed("an undeclared name")), v.span()),
             },
             Expr::Var(v) => {
                 if let Some(lang) = self.scope.inputs.get(v.id) {
@@ -852,6 +1022,13 @@ impl Linter<'_> {
             Expr::Slice(s) => self.eval(&s.expr).changed("slicing", s.span()),
             Expr::Call(c) => match &c.expr {
                 Expr::Var(v) if v.id == "now" && c.args.is_empty() => val(Origin::Other, NOW.clone(), c.span()),
+                Expr::Var(v) if v.id == "promql_matchers" && self.call_refused(c, 0).is_none() => {
+                    self.matchers(c, c.span())
+                }
+                Expr::GetAttr(g) if self.call_refused(c, 0).is_none() => match self.library_def(&g.expr, g.name) {
+                    Some((_, def)) => self.inline(def, c, c.span()),
+                    None => val(self.origin_of(expr), Lang::Free(Why::Computed("a call")), c.span()),
+                },
                 _ => match new_id_prefix(c) {
                     Some(prefix) => val(
                         Origin::Other,
@@ -1076,6 +1253,14 @@ impl Linter<'_> {
                 }
                 let problem = match (*escaper, s) {
                     ("promql_duration" | "path_segment", _) => None,
+                    ("promql_matchers", Lex::PromRaw { .. }) => return vec![s, s.after_value()],
+                    ("promql_matchers", _) => Some((
+                        format!(
+                            "{who} goes through `promql_matchers`, which emits whole matchers (`,label=\"value\"`), but sits inside {}",
+                            slot.describe()
+                        ),
+                        "call it inside `{...}` right after a fixed matcher, outside quotes".to_string(),
+                    )),
                     ("promql_string" | "promql_regex" | "promql_prefix", Lex::PromQuoted { quote, .. }) => Some((
                         format!(
                             "{who} is escaped with `{escaper}`, which emits its own quotes, but sits inside the template's {quote}-quoted string"
@@ -1318,6 +1503,76 @@ mod tests {
     fn accepted(src: &str, ctx: TextContext, inputs: &[In]) {
         let v = check(src, ctx, inputs, false);
         assert!(v.is_empty(), "{src} should be accepted: {v:#?}");
+    }
+
+    /// Lint with a library `lib` imported: `workload(ns, pod, dep)` builds matchers, `raw(x)`
+    /// returns its argument, `quote(x)` escapes it, `text(x)` is a text macro.
+    fn check_with_library(src: &str, inputs: &[In]) -> Vec<Violation> {
+        let def = |params: &[&str], expr: Option<&str>| LibraryDef {
+            params: params.iter().map(|p| p.to_string()).collect(),
+            expr: expr.map(str::to_string),
+        };
+        let lib: HashMap<String, LibraryDef> = [
+            (
+                "workload",
+                def(
+                    &["ns", "pod", "dep"],
+                    Some("promql_matchers(namespace=ns, pod=pod, pod__prefix=(dep ~ '-') if dep else '')"),
+                ),
+            ),
+            ("raw", def(&["x"], Some("x"))),
+            ("quote", def(&["x"], Some("x | promql_string"))),
+            ("indirect", def(&["x"], Some("lib.raw(x)"))),
+            ("text", def(&["x"], None)),
+            ("calls", def(&["x"], Some("x.upper()"))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let scope = Scope::new(
+            inputs
+                .iter()
+                .map(|i| (i.0, InputFacts { kind: i.1, enum_values: i.2.as_deref(), pattern: i.3, format: i.4 })),
+            ["prev"],
+        )
+        .with_libraries([("lib".to_string(), lib)].into_iter().collect(), ["lib".to_string()]);
+        lint(src, Promql, &scope, false).unwrap()
+    }
+
+    #[test]
+    fn the_matcher_builder_is_safe_after_a_fixed_matcher_whatever_the_values() {
+        accepted(r#"up{job="x"{{ promql_matchers(namespace=ns, pod__prefix=prev) }}}"#, Promql, &[free("ns")]);
+        let m = refused(r#"up{job="{{ promql_matchers(namespace=ns) }}"}"#, Promql, &[free("ns")]);
+        assert!(m.contains("emits whole matchers"), "{m}");
+        let m = refused(r#"up{job="x"{{ promql_matchers(ns) }}}"#, Promql, &[free("ns")]);
+        assert!(m.contains("positional arguments"), "{m}");
+    }
+
+    #[test]
+    fn library_definitions_are_inlined_into_the_proof() {
+        let ok = |src: &str| {
+            let v = check_with_library(src, &[free("ns"), free("d")]);
+            assert!(v.is_empty(), "{src} should be accepted: {v:#?}");
+        };
+        let bad = |src: &str| {
+            let v = check_with_library(src, &[free("ns"), free("d")]);
+            assert!(!v.is_empty(), "{src} should be refused");
+            v.iter().map(|v| v.message.clone()).collect::<Vec<_>>().join("\n")
+        };
+        ok(r#"rate(x{container!=""{{ lib.workload(ns, "", d) }}}[5m])"#);
+        ok(r#"up{job={{ lib.quote(ns) }}}"#);
+        // What a definition returns unescaped is as unsafe as the argument itself.
+        let m = bad(r#"up{job="{{ lib.raw(ns) }}"}"#);
+        assert!(m.contains("input `ns`") && m.contains("unescaped"), "{m}");
+        bad(r#"up{job="{{ lib.indirect(ns) }}"}"#);
+        // An escaped result lands in the wrong spot all the same.
+        bad(r#"up{job="{{ lib.quote(ns) }}"}"#);
+        let m = bad(r#"up{job="x"{{ lib.text(ns) }}}"#);
+        assert!(m.contains("text macro"), "{m}");
+        let m = bad(r#"up{job="x"{{ lib.calls(ns) }}}"#);
+        assert!(m.contains("whose definition is calling the method `.upper()`"), "{m}");
+        // A library the procedure does not import is not callable.
+        bad(r#"up{job="x"{{ other.workload(ns, "", "") }}}"#);
     }
 
     #[test]

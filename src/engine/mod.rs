@@ -9,6 +9,7 @@ pub mod features;
 pub mod invoke;
 pub mod json_view;
 pub mod k8s;
+pub mod library;
 pub mod lint;
 pub mod quantity;
 pub mod registry;

@@ -20,6 +20,8 @@ pub struct Registry {
     pub tools: IndexMap<String, Arc<Tool>>,
     pub resources: IndexMap<String, Arc<Resource>>,
     pub prompts: IndexMap<String, Arc<Prompt>>,
+    /// Shared spec libraries (`kind: Library`), compiled once.
+    pub libraries: IndexMap<String, Arc<super::library::Library>>,
     pub backends: IndexMap<String, BackendBinding>,
     pub modes: IndexMap<String, Mode>,
     /// Durable workflows (`kind: Workflow`), run by `crate::workflows`.
@@ -28,6 +30,8 @@ pub struct Registry {
     pub routes: IndexMap<String, Arc<crate::routes::Route>>,
     /// Files the registry was built from.
     pub files: Vec<PathBuf>,
+    /// What `validate` warns about (the registry loaded nonetheless).
+    pub warnings: Vec<crate::spec::diagnostic::Diagnostic>,
 }
 
 /// A backend document as written (mode overrides are applied on activation).
@@ -88,6 +92,8 @@ pub struct Procedure {
     pub output_schema: serde_json::Map<String, Value>,
     /// Backends that required steps need.
     pub requires: Vec<String>,
+    /// Imported libraries by name (callable values), put in every call's scope.
+    pub libraries: BTreeMap<String, minijinja::Value>,
 }
 
 impl Procedure {

@@ -68,9 +68,12 @@ fn build_env(undefined: UndefinedBehavior) -> Environment<'static> {
     env.add_filter("pod_status", super::k8s::pod_status_filter);
     env.add_filter("node_status", super::k8s::node_status_filter);
     env.add_filter("condition", super::k8s::condition_filter);
+    env.add_filter("call", call);
+    env.add_test("call", call_test);
     env.add_function("now", quantity::now_function);
     env.add_function("new_id", new_id);
     env.add_filter("parse_json", parse_json);
+    env.add_function("promql_matchers", promql_matchers);
     env
 }
 
@@ -325,6 +328,54 @@ fn promql_prefix(v: &str) -> String {
     promql_string(&format!("{}.*", regex::escape(v)))
 }
 
+/// `x | call(f, a)` is `f(x, a)`: lets a library definition serve as a filter or a test,
+/// e.g. `items | map('call', k8s.row) | list`, `items | select('call', k8s.is_broken)`.
+fn call(state: &mut minijinja::State, value: Value, f: Value, rest: Rest<Value>) -> Result<Value, Error> {
+    let mut args = vec![value];
+    args.extend(rest.iter().cloned());
+    f.call(state, &args)
+}
+
+/// `select('call', f)`: whether `f(x)` is true.
+fn call_test(state: &mut minijinja::State, value: Value, f: Value, rest: Rest<Value>) -> Result<bool, Error> {
+    call(state, value, f, rest).map(|v| v.is_true())
+}
+
+/// `promql_matchers(namespace=ns, pod=pod, pod__prefix=dep ~ '-')`: the label filters of a
+/// selector, written once: `,label="value"` for every keyword whose value is not empty (a
+/// suffix picks the operator: `__not` for `!=`, `__prefix` for `=~"value.*"`), values escaped
+/// as PromQL strings. Each matcher starts with a comma, so the call follows a fixed matcher
+/// inside `{...}`. The lint knows its output is whole matchers.
+fn promql_matchers(kwargs: Kwargs) -> Result<String, Error> {
+    let mut out = String::new();
+    for key in kwargs.args() {
+        let value: Value = kwargs.get(key)?;
+        if value.is_none() || value.is_undefined() || value.as_str() == Some("") {
+            continue;
+        }
+        if !matches!(value.kind(), minijinja::value::ValueKind::String | minijinja::value::ValueKind::Number) {
+            return Err(invalid(format!("promql_matchers: `{key}` is a {}, not a string or number", value.kind())));
+        }
+        let text = value.to_string();
+        let (label, op, literal) = match (key.strip_suffix("__not"), key.strip_suffix("__prefix")) {
+            (Some(label), _) => (label, "!=", promql_string(&text)),
+            (_, Some(label)) => (label, "=~", promql_prefix(&text)),
+            _ => (key, "=", promql_string(&text)),
+        };
+        if !is_label_name(label) {
+            return Err(invalid(format!("promql_matchers: `{label}` is not a Prometheus label name")));
+        }
+        out.push_str(&format!(",{label}{op}{literal}"));
+    }
+    Ok(out)
+}
+
+/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 static PROM_DURATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([0-9]+(ms|s|m|h|d|w|y))+$").expect("regex"));
 
 /// A PromQL duration (`5m`, `1h30m`), refused otherwise.
@@ -574,6 +625,15 @@ mod tests {
             .unwrap();
         let out = t.render_tree(Mode::Request, &tree, &ctx).unwrap();
         assert_eq!(out, serde_json::json!({"a": 5, "b": "n=5", "c": [1, 2]}));
+    }
+
+    #[test]
+    fn promql_matchers_escape_values_and_skip_empty_ones() {
+        let ctx = to_value(&serde_json::json!({"ns": "a\"b", "pod": "", "dep": "web-"}));
+        let out =
+            render_str("{{ promql_matchers(namespace=ns, pod=pod, pod__prefix=dep, job__not='x') }}", &ctx).unwrap();
+        assert_eq!(out, r#",namespace="a\"b",pod=~"web\\-.*",job!="x""#);
+        assert!(render_str("{{ promql_matchers(pod=[1]) }}", &ctx).is_err());
     }
 
     #[test]

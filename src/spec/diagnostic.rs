@@ -19,11 +19,39 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
+    /// An error stops the specs from loading; a warning only tells.
+    pub severity: Severity,
+}
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Severity {
+    /// The document does not load.
+    #[default]
+    Error,
+    /// The document loads, but something in it looks wrong (e.g. a field nothing reads).
+    Warning,
+}
+
+impl Diagnostic {
+    /// The same diagnostic as a warning.
+    pub fn warning(self) -> Diagnostic {
+        Diagnostic { severity: Severity::Warning, ..self }
+    }
+
+    /// Whether it stops the specs from loading.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file.display(), self.pos.line, self.pos.col, self.message)?;
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {level}: {}", self.file.display(), self.pos.line, self.pos.col, self.message)?;
         if !self.path.is_empty() {
             write!(f, "\n    at {}", self.path)?;
         }
@@ -50,6 +78,7 @@ impl Source {
             path: yaml_path(pointer),
             message: message.into(),
             hint,
+            severity: Severity::Error,
         }
     }
 
@@ -84,5 +113,12 @@ pub fn yaml_path(pointer: &str) -> String {
 
 /// A diagnostic for a whole file (I/O or syntax problems).
 pub fn file_diag(file: &Path, pos: Pos, message: impl Into<String>, hint: Option<String>) -> Diagnostic {
-    Diagnostic { file: file.to_path_buf(), pos, path: String::new(), message: message.into(), hint }
+    Diagnostic {
+        file: file.to_path_buf(),
+        pos,
+        path: String::new(),
+        message: message.into(),
+        hint,
+        severity: Severity::Error,
+    }
 }

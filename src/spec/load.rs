@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::diagnostic::{Diagnostic, Source, SourceRef, file_diag};
-use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
+use super::model::{BackendDoc, LibraryDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
 use super::schema::{KINDS, validator};
 use super::yaml::{self, Pos, pointer_segment};
 
@@ -28,6 +28,7 @@ pub struct Loaded {
     pub tools: Vec<Located<ToolDoc>>,
     pub resources: Vec<Located<ResourceDoc>>,
     pub prompts: Vec<Located<PromptDoc>>,
+    pub libraries: Vec<Located<LibraryDoc>>,
     pub backends: Vec<Located<BackendDoc>>,
     pub modes: Vec<Located<ModeDoc>>,
     pub workflows: Vec<Located<WorkflowDoc>>,
@@ -116,6 +117,7 @@ pub fn load_str(file: &Path, text: &str, loaded: &mut Loaded, diags: &mut Vec<Di
             Some("Tool") => push(&src, &mut loaded.tools, diags),
             Some("Resource") => push(&src, &mut loaded.resources, diags),
             Some("Prompt") => push(&src, &mut loaded.prompts, diags),
+            Some("Library") => push(&src, &mut loaded.libraries, diags),
             Some("Backend") => push(&src, &mut loaded.backends, diags),
             Some("Mode") => push(&src, &mut loaded.modes, diags),
             Some("Workflow") => push(&src, &mut loaded.workflows, diags),
@@ -138,11 +140,25 @@ fn push<T: DeserializeOwned + 'static>(src: &SourceRef, into: &mut Vec<Located<T
     let kind = src.yaml.value["kind"].as_str().unwrap_or_default();
     let (validator, schema) = validator(kind);
     let mut failed = false;
+    let mut unknown = Vec::new();
     for err in validator.iter_errors(&src.yaml.value) {
         failed = true;
-        diags.extend(schema_diagnostics(src, schema, &err));
+        diags.extend(schema_diagnostics(src, schema, &err, &mut unknown));
     }
     if failed {
+        // Keep checking the document without its unknown fields, so a misspelt field does not
+        // hide the template and escaping problems of the rest (the schema errors still refuse
+        // the specs).
+        let mut repaired = src.yaml.value.clone();
+        for pointer in unknown.iter().rev() {
+            remove(&mut repaired, pointer);
+        }
+        if !unknown.is_empty()
+            && validator.is_valid(&repaired)
+            && let Ok(doc) = serde_json::from_value::<T>(repaired)
+        {
+            into.push(Located { doc, src: src.clone() });
+        }
         return;
     }
     match serde_json::from_value::<T>(src.yaml.value.clone()) {
@@ -151,8 +167,23 @@ fn push<T: DeserializeOwned + 'static>(src: &SourceRef, into: &mut Vec<Located<T
     }
 }
 
-/// Turn one JSON Schema error into located diagnostics.
-fn schema_diagnostics(src: &Source, schema: &Value, err: &jsonschema::ValidationError<'_>) -> Vec<Diagnostic> {
+/// Remove the value at a JSON pointer.
+fn remove(v: &mut Value, pointer: &str) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else { return };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    if let Some(Value::Object(m)) = v.pointer_mut(parent) {
+        m.remove(&key);
+    }
+}
+
+/// Turn one JSON Schema error into located diagnostics; the pointers of unknown fields are
+/// added to `unknown`.
+fn schema_diagnostics(
+    src: &Source,
+    schema: &Value,
+    err: &jsonschema::ValidationError<'_>,
+    unknown: &mut Vec<String>,
+) -> Vec<Diagnostic> {
     use jsonschema::error::ValidationErrorKind as K;
     let pointer = err.instance_path().as_str().to_string();
     let schema_parent = parent_pointer(err.schema_path().as_str());
@@ -166,6 +197,7 @@ fn schema_diagnostics(src: &Source, schema: &Value, err: &jsonschema::Validation
         K::AdditionalProperties { unexpected } => unexpected
             .iter()
             .map(|name| {
+                unknown.push(format!("{pointer}/{}", pointer_segment(name)));
                 src.diag(
                     &format!("{pointer}/{}", pointer_segment(name)),
                     format!("unknown field `{name}`"),
@@ -195,12 +227,28 @@ fn schema_diagnostics(src: &Source, schema: &Value, err: &jsonschema::Validation
             let depth = |branch: &Vec<jsonschema::ValidationError<'static>>| {
                 branch.iter().map(|e| e.instance_path().as_str().matches('/').count()).max().unwrap_or(0)
             };
-            let best = context.iter().filter(|b| !b.is_empty()).max_by_key(|b| depth(b));
-            match best {
-                Some(branch) if depth(branch) > pointer.matches('/').count() || branch.len() == 1 => {
-                    branch.iter().flat_map(|e| schema_diagnostics(src, schema, e)).collect()
+            // A branch that failed only on the value's JSON type (`null` for an optional value,
+            // `string` for an expression-or-object) is not the one the author wrote.
+            let wrong_type = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+                branch.len() == 1
+                    && matches!(branch[0].kind(), K::Type { .. })
+                    && branch[0].instance_path().as_str() == pointer
+            };
+            let candidates: Vec<&Vec<_>> = context.iter().filter(|b| !b.is_empty() && !wrong_type(b)).collect();
+            let deepest = candidates.iter().copied().max_by_key(|b| depth(b));
+            let fewest = candidates.iter().copied().min_by_key(|b| b.len());
+            let best = match (deepest, fewest) {
+                (Some(d), _) if depth(d) > pointer.matches('/').count() => Some(d),
+                (_, Some(f))
+                    if candidates.len() == 1 || candidates.iter().filter(|b| b.len() == f.len()).count() == 1 =>
+                {
+                    Some(f)
                 }
-                _ => vec![src.diag_in_value(&pointer, err.to_string(), None)],
+                _ => None,
+            };
+            match best {
+                Some(branch) => branch.iter().flat_map(|e| schema_diagnostics(src, schema, e, unknown)).collect(),
+                None => vec![src.diag_in_value(&pointer, err.to_string(), None)],
             }
         }
         _ => vec![src.diag_in_value(&pointer, err.to_string(), None)],

@@ -92,6 +92,43 @@ document!(
     RouteDoc, Route, RouteSpec
 );
 
+document!(
+    /// A shared spec library: named expressions and text macros that tools and resources
+    /// import (`imports: [k8s]`) and call by name (`k8s.node_counts(nodes.items)`), so pod
+    /// status, readiness, conditions and PromQL label filters are written once.
+    LibraryDoc, Library, LibrarySpec
+);
+
+/// Body of a Library.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LibrarySpec {
+    /// What the library holds.
+    pub description: Option<String>,
+    /// Other libraries its definitions call (no cycles).
+    #[serde(default)]
+    pub imports: Vec<String>,
+    /// Definitions by name. A definition may call those defined before it in the same
+    /// library (`self_name.other(...)`) and those of imported libraries.
+    #[schemars(length(min = 1))]
+    pub define: IndexMap<String, DefinitionSpec>,
+}
+
+/// One named definition: an expression (returns any value) or a text macro (returns text).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefinitionSpec {
+    /// What it computes; shown by `tools --libraries`.
+    pub description: Option<String>,
+    /// Parameter names, bound positionally at the call (missing ones are none).
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// A minijinja expression over the parameters (exactly one of `value` and `text`).
+    pub value: Option<String>,
+    /// A minijinja text template over the parameters (exactly one of `value` and `text`).
+    pub text: Option<String>,
+}
+
 /// MCP tool annotations (hints for clients).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -123,6 +160,10 @@ pub struct ToolSpec {
     /// are added automatically; a tool is exposed only when all of them are enabled.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Libraries (`kind: Library`) whose definitions the templates call by
+    /// `library.name(...)`.
+    #[serde(default)]
+    pub imports: Vec<String>,
     /// Typed inputs (a JSON Schema subset); they become the MCP inputSchema.
     #[serde(default)]
     pub input: IndexMap<String, InputSpec>,
@@ -482,6 +523,9 @@ pub struct ResourceSpec {
     /// Backends needed (as for tools).
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Libraries the templates call, as for tools.
+    #[serde(default)]
+    pub imports: Vec<String>,
     /// Serve a tool's structured result (or its text, with mimeType text/plain) instead of
     /// own steps; URI parameters become the tool's arguments.
     pub tool: Option<ToolRefSpec>,

@@ -9,10 +9,10 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::model::{BackendDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
+use super::model::{BackendDoc, LibraryDoc, ModeDoc, PromptDoc, ResourceDoc, RouteDoc, ToolDoc, WorkflowDoc};
 
 /// The document kinds, in the order they are documented.
-pub const KINDS: [&str; 7] = ["Tool", "Resource", "Prompt", "Backend", "Mode", "Workflow", "Route"];
+pub const KINDS: [&str; 8] = ["Tool", "Resource", "Prompt", "Library", "Backend", "Mode", "Workflow", "Route"];
 
 /// The JSON Schema of one kind.
 pub fn generate(kind: &str) -> Value {
@@ -20,6 +20,7 @@ pub fn generate(kind: &str) -> Value {
         "Tool" => schemars::schema_for!(ToolDoc),
         "Resource" => schemars::schema_for!(ResourceDoc),
         "Prompt" => schemars::schema_for!(PromptDoc),
+        "Library" => schemars::schema_for!(LibraryDoc),
         "Backend" => schemars::schema_for!(BackendDoc),
         "Mode" => schemars::schema_for!(ModeDoc),
         "Workflow" => schemars::schema_for!(WorkflowDoc),
