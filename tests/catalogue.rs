@@ -55,9 +55,9 @@ fn expressions() -> BTreeMap<String, BTreeSet<String>> {
     seen
 }
 
-/// Folders rewritten on the shared library. coordination/ and ml/ are being changed by other
-/// work in flight and are measured, not yet held to it (docs/catalogue.md lists what remains).
-const HELD: &[&str] = &["core/", "monitoring/", "lib/", "prompts/"];
+/// Folders rewritten on the shared library. coordination/ is being changed by other work in
+/// flight and is measured, not yet held to it (docs/catalogue.md lists what remains).
+const HELD: &[&str] = &["core/", "monitoring/", "ml/", "lib/", "prompts/"];
 
 #[test]
 fn no_expression_is_copied_across_files() {
