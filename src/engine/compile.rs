@@ -884,7 +884,7 @@ pub(crate) fn check_template(
 
 /// What to say about an undeclared variable: the closest name, then what is in scope
 /// (inputs first, when the scope has them).
-fn undeclared_hint(v: &str, declared: &HashSet<String>) -> String {
+pub(crate) fn undeclared_hint(v: &str, declared: &HashSet<String>) -> String {
     let globals = template::globals();
     let mut inputs: Vec<&str> = declared.iter().filter_map(|d| d.strip_prefix(INPUT_MARK)).collect();
     let mut others: Vec<&str> = declared
@@ -909,7 +909,7 @@ fn undeclared_hint(v: &str, declared: &HashSet<String>) -> String {
 pub(crate) const INPUT_MARK: &str = "@input:";
 
 /// A procedure's input names, with their hint marks.
-fn input_scope<'a>(names: impl Iterator<Item = &'a String>) -> HashSet<String> {
+pub(crate) fn input_scope<'a>(names: impl Iterator<Item = &'a String>) -> HashSet<String> {
     names.flat_map(|n| [n.clone(), format!("{INPUT_MARK}{n}")]).collect()
 }
 

@@ -118,7 +118,7 @@ pub struct LibrarySpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DefinitionSpec {
-    /// What it computes; shown by `tools --libraries`.
+    /// What it computes (documentation only).
     pub description: Option<String>,
     /// Parameter names, bound positionally at the call (missing ones are none).
     #[serde(default)]

@@ -58,11 +58,11 @@ pub fn compile(
         ));
     }
     let globals = template::globals();
-    let mut declared: HashSet<String> = spec.input.keys().cloned().collect();
+    let mut declared: HashSet<String> = crate::engine::compile::input_scope(spec.input.keys());
     declared.insert(WORKFLOW_VAR.into());
     declared.extend(globals.iter().cloned());
     let all_steps: HashSet<&str> = spec.steps.iter().map(|s| s.name.as_str()).collect();
-    let mut names: HashSet<String> = spec.input.keys().cloned().collect();
+    let mut names: HashSet<String> = crate::engine::compile::input_scope(spec.input.keys());
     names.insert(WORKFLOW_VAR.into());
     names.extend(all_steps.iter().map(|s| s.to_string()));
     let mut seen: HashSet<&str> = HashSet::new();
@@ -328,15 +328,8 @@ fn check_template(scope: &Scope<'_>, ptr: &str, source: &str, expression: bool, 
         } else if scope.later.contains(v.as_str()) && !scope.seen.contains(v.as_str()) {
             (format!("step `{v}` runs after step `{}`", scope.step), "move the step that reads it after it".into())
         } else {
-            let mut known: Vec<&String> = scope.declared.iter().filter(|d| scope.names.contains(*d)).collect();
-            known.sort();
-            (
-                format!("undeclared variable `{v}`"),
-                format!(
-                    "declare it under spec.input, or use one of: {}",
-                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            )
+            let known: HashSet<String> = scope.declared.iter().filter(|d| scope.names.contains(*d)).cloned().collect();
+            (format!("undeclared variable `{v}`"), crate::engine::compile::undeclared_hint(&v, &known))
         };
         diags.push(scope.src.diag_in_value(ptr, message, Some(hint)));
     }
