@@ -3,7 +3,8 @@
 //! disagreed with the rows after the response-budget cut, logs that kept the oldest lines,
 //! nodes without `status.allocatable`, "ready nodes" that summed every node, "memory 0%"
 //! without data, capacity trends without allocatable, list tools without a total and a
-//! continuation. Fixtures: `tests/fixtures/` (README there).
+//! continuation, a pod status computed three ways, the series cap applied after the whole
+//! download. Fixtures: `tests/fixtures/` (README there).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -281,4 +282,59 @@ async fn the_series_cap_stops_the_download_instead_of_waiting_for_it() {
     assert!(err.contains("more than 200 series") && err.contains("the true count is unknown"), "{err}");
     let sent = server.await.unwrap();
     assert!(sent < 100_000_000, "the server sent everything ({sent} series): nothing stopped reading");
+}
+
+#[tokio::test]
+async fn list_pods_cluster_health_and_the_kubectl_table_agree_on_every_pod() {
+    // Before: a pod's status was computed three ways (list-pods, get-cluster-health, the
+    // snapshot's kubectl table), so tools disagreed about the same pod.
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    cluster_health_mcp::snapshot::generate::write(dir.path(), 4, 600, 5, 11).unwrap();
+    let active = active_on(dir.path(), None);
+    let mut listed = std::collections::BTreeMap::new();
+    // Pages small enough for the response budget (a cut page says so and skips rows).
+    let mut args = json!({"limit": 50});
+    loop {
+        let page = call(&active, "list-pods", args.clone()).await;
+        for p in page.structured["pods"].as_array().unwrap() {
+            listed.insert(format!("{}/{}", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap()), p.clone());
+        }
+        match page.structured["continue"].as_str() {
+            Some(token) if !token.is_empty() => args["continue"] = json!(token),
+            _ => break,
+        }
+    }
+    assert_eq!(listed.len(), 600, "every pod listed");
+
+    // kubectl's table, from the snapshot API server.
+    let store = cluster_health_mcp::snapshot::Store::load(dir.path()).unwrap();
+    let app = cluster_health_mcp::snapshot::api::router(Arc::new(std::sync::RwLock::new(store)));
+    let req = axum::http::Request::get("/api/v1/pods")
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let table: Value = serde_json::from_slice(&body).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 600);
+    for row in rows {
+        let ns = row["object"]["metadata"]["namespace"].as_str().unwrap();
+        let name = row["cells"][0].as_str().unwrap();
+        let pod = &listed[&format!("{ns}/{name}")];
+        assert_eq!(
+            (&pod["ready"], &pod["status"], pod["restarts"].to_string()),
+            (&row["cells"][1], &row["cells"][2], row["cells"][3].as_str().unwrap().to_string()),
+            "{ns}/{name}: list-pods and kubectl's table agree"
+        );
+    }
+    // get-cluster-health names the same status for the pods it shows.
+    let health = call(&active, "get-cluster-health", json!({})).await;
+    let offenders = health.structured["details"]["top_offenders"].as_array().unwrap();
+    assert!(!offenders.is_empty(), "the generated cluster has offenders: {}", health.text);
+    for o in offenders {
+        let name = o["name"].as_str().unwrap();
+        assert_eq!(o["status"], listed[name]["status"], "{name}: get-cluster-health and list-pods agree");
+    }
 }
