@@ -130,9 +130,11 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-/// Tools whose answers hold the wall clock (uptime, latencies), so no golden file can pin
-/// them: tests.d/coordination.yaml and tests/routes.rs check their shape instead.
-const CLOCKED: &[&str] = &["get-server-health"];
+/// Tools whose answers hold the wall clock (uptime, latencies) or fresh random ids (stored
+/// incidents), so no golden file can pin them: tests.d/coordination.yaml, tests.d/incidents.yaml,
+/// tests/routes.rs and tests/incidents.rs check their shape instead.
+const CLOCKED: &[&str] =
+    &["get-server-health", "create-incident", "list-incidents", "get-incident", "resolve-incident"];
 
 fn golden_path(name: &str) -> PathBuf {
     root().join("tests/golden").join(format!("{name}.json"))

@@ -60,7 +60,14 @@ pub fn compile_routes(
 }
 
 /// References to request values in an expression: `query.limit`, `body['x-y']`.
+#[cfg(test)]
 fn references(source: &str) -> Vec<(Origin, String)> {
+    references_with_depth(source).into_iter().map(|(o, n, _)| (o, n)).collect()
+}
+
+/// As [`references`], with whether each value is only read deeper (`body.labels.namespace`
+/// reads `labels` but says nothing about its type).
+fn references_with_depth(source: &str) -> Vec<(Origin, String, bool)> {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"\b(path|query|body|headers)(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:'([^']*)'|"([^"]*)")\s*\])"#)
             .expect("regex")
@@ -74,7 +81,9 @@ fn references(source: &str) -> Vec<(Origin, String)> {
                 _ => Origin::Header,
             };
             let name = c.get(2).or_else(|| c.get(3)).or_else(|| c.get(4))?.as_str().to_string();
-            Some((origin, if origin == Origin::Header { name.to_ascii_lowercase() } else { name }))
+            let after = source[c.get(0)?.end()..].trim_start();
+            let deeper = after.starts_with('.') || after.starts_with('[');
+            Some((origin, if origin == Origin::Header { name.to_ascii_lowercase() } else { name }, deeper))
         })
         .collect()
 }
@@ -357,9 +366,9 @@ impl Refs<'_> {
         schema: Option<(&Value, bool)>,
         diags: &mut Vec<Diagnostic>,
     ) {
-        let refs = references(source);
+        let refs = references_with_depth(source);
         let alone = refs.len() == 1;
-        for (origin, name) in refs {
+        for (origin, name, deeper) in refs {
             if origin == Origin::Path {
                 if !self.path_vars.contains(&name) {
                     diags.push(src.diag_in_value(
@@ -374,7 +383,7 @@ impl Refs<'_> {
                 self.used.insert(name.clone());
             }
             let p = self.params.entry((origin, name)).or_insert(Param { schema: json!({}), required: false });
-            if let Some((s, required)) = schema {
+            if let Some((s, required)) = schema.filter(|_| !deeper) {
                 if p.schema == json!({}) {
                     p.schema = s.clone();
                 }
@@ -413,6 +422,13 @@ fn check_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_read_deeper_takes_no_schema_from_the_input() {
+        let r = references_with_depth("body.namespace or body.labels.namespace or body['x'] ['y']");
+        let deeper: Vec<(&str, bool)> = r.iter().map(|(_, n, d)| (n.as_str(), *d)).collect();
+        assert_eq!(deeper, [("namespace", false), ("labels", true), ("x", true)]);
+    }
 
     #[test]
     fn references_name_their_origin() {

@@ -43,7 +43,9 @@ fn operation(route: &Route) -> Value {
             Origin::Query => "query",
             Origin::Header => "header",
             Origin::Body => {
-                body_props.insert(name.clone(), p.schema.clone());
+                // A null field is taken as absent (the input's default): say so.
+                let schema = if p.required { p.schema.clone() } else { nullable(&p.schema) };
+                body_props.insert(name.clone(), schema);
                 if p.required {
                     body_required.push(name.clone());
                 }
@@ -101,4 +103,47 @@ fn operation(route: &Route) -> Value {
     );
     op["responses"] = Value::Object(responses);
     op
+}
+
+/// `schema` that also admits null (a JSON body field the route takes as absent when null).
+fn nullable(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    let Some(m) = s.as_object_mut() else { return s };
+    if m.is_empty() {
+        return s;
+    }
+    match m.get("type").cloned() {
+        Some(Value::String(t)) => {
+            m.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(mut ts)) if !ts.contains(&json!("null")) => {
+            ts.push(json!("null"));
+            m.insert("type".into(), Value::Array(ts));
+        }
+        Some(_) => {}
+        None => return json!({"anyOf": [schema, {"type": "null"}]}),
+    }
+    if let Some(Value::Array(e)) = m.get_mut("enum")
+        && !e.contains(&Value::Null)
+    {
+        e.push(Value::Null);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nullable;
+    use serde_json::json;
+
+    #[test]
+    fn optional_body_fields_admit_null() {
+        assert_eq!(
+            nullable(&json!({"type": "string", "enum": ["a"]})),
+            json!({"type": ["string", "null"], "enum": ["a", null]})
+        );
+        assert_eq!(nullable(&json!({"type": ["string", "null"]})), json!({"type": ["string", "null"]}));
+        assert_eq!(nullable(&json!({})), json!({}));
+        assert_eq!(nullable(&json!({"const": 1})), json!({"anyOf": [{"const": 1}, {"type": "null"}]}));
+    }
 }

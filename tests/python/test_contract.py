@@ -1,0 +1,267 @@
+"""The original coordination engine's REST contract (../shared/reference/coordination-engine-api.md)
+served by the real binary from its Route specs, over HTTP: one case per request, with the
+original's request bodies in both spellings (the engine's snake_case and the camelCase the
+original MCP server sent), the statuses and body shapes clients rely on, and refusals of bad
+input as 4xx with `{status: error, error}`. Plus: the incidents survive a restart on the same
+SQLite file.
+
+The cases are a table (CASES): add a route's cases there. Each case may send `before`
+requests first (setting the scene on the shared server) and checks the answer with `check`.
+Run: .deps/venv/bin/pytest -q tests/python/test_contract.py
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import httpx
+import pytest
+
+from conftest import LogDir, deadline, http_server
+
+pytestmark = pytest.mark.anyio
+
+ID = re.compile(r"^inc-[0-9a-f]{8}$")
+
+
+def engine_args(store: Path) -> list[str]:
+    """The demo cluster with the coordination store on a SQLite file (the demo mode keeps it in
+    memory unless told otherwise)."""
+    return ["--mode", "demo", "--set", f"backends.coordination-store.url=sqlite:{store}"]
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+@dataclass
+class Req:
+    method: str
+    path: str
+    body: Any = None  # JSON-encoded unless bytes
+    query: dict[str, Any] | None = None
+
+
+@dataclass
+class Case:
+    id: str
+    req: Req
+    status: int
+    check: Callable[[httpx.Response, list[httpx.Response]], None] | None = None
+    before: list[Req] = field(default_factory=list)
+
+
+def error_body(*words: str) -> Callable[[httpx.Response, list[httpx.Response]], None]:
+    """A 4xx JSON error `{status: error, error}` whose message names each word."""
+
+    def check(r: httpx.Response, _: list[httpx.Response]) -> None:
+        body = r.json()
+        assert body["status"] == "error" and isinstance(body["error"], str), body
+        for w in words:
+            assert w in body["error"], (w, body)
+
+    return check
+
+
+# The original engine's body for POST /api/v1/incidents (snake_case) ...
+SNAKE = {
+    "title": "checkout pods OOMKilled",
+    "description": "checkout restarts every few minutes after an OOM kill",
+    "severity": "high",
+    "target": "shop/checkout",
+    "affected_resources": ["Deployment/checkout", "Pod/checkout-7d9f"],
+    "labels": {"team": "payments", "namespace": "contract-snake"},
+}
+# ... and the original MCP server's (camelCase, with the fields the engine ignored).
+CAMEL = {
+    "title": "cart latency",
+    "description": "p99 above 2 s for 10 minutes",
+    "severity": "medium",
+    "target": "shop/cart",
+    "affectedResources": ["Deployment/cart"],
+    "correlationId": "alert-42",
+    "externalId": "JIRA-7",
+    "confidence": 0.8,
+    "labels": {"source": "alertmanager"},
+}
+
+
+def created(expect: dict[str, Any]) -> Callable[[httpx.Response, list[httpx.Response]], None]:
+    def check(r: httpx.Response, _: list[httpx.Response]) -> None:
+        body = r.json()
+        assert set(body) == {"status", "incident_id", "created_at", "incident", "message"}, body
+        assert body["status"] == "success" and ID.match(body["incident_id"]), body
+        inc = body["incident"]
+        assert inc["id"] == body["incident_id"] and inc["created_at"] == body["created_at"]
+        assert inc["status"] == "active" and inc["source"] == "manual", inc
+        for k, v in expect.items():
+            assert inc[k] == v, (k, inc[k], v)
+
+    return check
+
+
+def listed(total: int, count: int, each: Callable[[dict], bool] = lambda i: True):
+    def check(r: httpx.Response, _: list[httpx.Response]) -> None:
+        body = r.json()
+        assert set(body) == {"incidents", "total"}, body
+        assert body["total"] == total and len(body["incidents"]) == count, (total, count, body)
+        assert all(each(i) for i in body["incidents"]), body["incidents"]
+
+    return check
+
+
+def newest_first(r: httpx.Response, before: list[httpx.Response]) -> None:
+    """Newest first: created_at descending, then id descending (created_at has seconds)."""
+    made = sorted(((b.json()["created_at"], b.json()["incident_id"]) for b in before), reverse=True)
+    assert [i["id"] for i in r.json()["incidents"]] == [i for _, i in made], (made, r.json())
+
+
+def check_health(r: httpx.Response) -> None:
+    body = r.json()
+    assert body["status"] == "ok" and body["version"], body
+
+
+def check_api_health(r: httpx.Response) -> None:
+    body = r.json()
+    assert body["status"] in ("healthy", "degraded") and body["dependencies"]["kubernetes"]["status"] == "ok", body
+    assert {"timestamp", "version", "uptime_seconds"} <= set(body), body
+
+
+def incident(ns: str, severity: str, title: str = "t") -> Req:
+    return Req("POST", "/api/v1/incidents", {"title": title, "description": "d", "severity": severity, "target": "x", "namespace": ns})
+
+
+CASES = [
+    # POST /api/v1/incidents
+    Case(
+        "create-incident-snake-case",
+        Req("POST", "/api/v1/incidents", SNAKE),
+        201,
+        created({
+            "title": SNAKE["title"], "severity": "high", "target": "shop/checkout",
+            "affected_resources": SNAKE["affected_resources"], "labels": SNAKE["labels"],
+            # The original clients send no namespace: a `namespace` label stands for it.
+            "namespace": "contract-snake",
+        }),
+    ),
+    Case(
+        "create-incident-camel-case",
+        Req("POST", "/api/v1/incidents", CAMEL),
+        201,
+        created({"affected_resources": ["Deployment/cart"], "correlation_id": "alert-42", "labels": {"source": "alertmanager"}}),
+    ),
+    Case(
+        "create-incident-required-fields-only",
+        Req("POST", "/api/v1/incidents", {"title": "t", "description": "d", "severity": "critical", "target": "x"}),
+        201,
+        created({"affected_resources": [], "labels": {}, "namespace": ""}),
+    ),
+    Case("create-incident-without-title", Req("POST", "/api/v1/incidents", {k: v for k, v in SNAKE.items() if k != "title"}), 400, error_body("title")),
+    Case("create-incident-title-over-200", Req("POST", "/api/v1/incidents", {**SNAKE, "title": "x" * 201}), 400, error_body("title")),
+    Case(
+        "create-incident-title-of-200",
+        Req("POST", "/api/v1/incidents", {**SNAKE, "title": "x" * 200, "labels": {"namespace": "contract-long"}}),
+        201,
+        created({"title": "x" * 200}),
+    ),
+    Case("create-incident-description-over-2000", Req("POST", "/api/v1/incidents", {**SNAKE, "description": "x" * 2001}), 400, error_body("description")),
+    Case("create-incident-target-over-100", Req("POST", "/api/v1/incidents", {**SNAKE, "target": "x" * 101}), 400, error_body("target")),
+    Case("create-incident-unknown-severity", Req("POST", "/api/v1/incidents", {**SNAKE, "severity": "urgent"}), 400, error_body("severity")),
+    Case("create-incident-resources-not-a-list", Req("POST", "/api/v1/incidents", {**SNAKE, "affected_resources": "Pod/x"}), 400, error_body("affected_resources")),
+    Case("create-incident-body-not-json", Req("POST", "/api/v1/incidents", b"title=x"), 400, error_body()),
+    Case("create-incident-body-a-list", Req("POST", "/api/v1/incidents", [SNAKE]), 400, error_body()),
+    Case(
+        "create-incident-hostile-text-is-kept-as-text",
+        Req("POST", "/api/v1/incidents", {**SNAKE, "title": "x'); DROP TABLE incidents; --", "labels": {"namespace": "contract-hostile"}}),
+        201,
+        created({"title": "x'); DROP TABLE incidents; --"}),
+    ),
+    # GET /api/v1/incidents
+    Case(
+        "list-incidents-filtered-by-namespace-and-severity",
+        Req("GET", "/api/v1/incidents", query={"namespace": "contract-list", "severity": "critical"}),
+        200,
+        listed(2, 2, lambda i: i["namespace"] == "contract-list" and i["severity"] == "critical"),
+        before=[incident("contract-list", "critical"), incident("contract-list", "critical"), incident("contract-list", "low")],
+    ),
+    Case(
+        "list-incidents-total-is-counted-before-limit-and-offset",
+        Req("GET", "/api/v1/incidents", query={"namespace": "contract-page", "status": "active", "limit": 2, "offset": 2}),
+        200,
+        listed(3, 1),
+        before=[incident("contract-page", "low", "one"), incident("contract-page", "low", "two"), incident("contract-page", "low", "three")],
+    ),
+    Case(
+        "list-incidents-newest-first",
+        Req("GET", "/api/v1/incidents", query={"namespace": "contract-order"}),
+        200,
+        newest_first,
+        before=[incident("contract-order", "low", "first"), incident("contract-order", "low", "second")],
+    ),
+    Case("list-incidents-unknown-namespace-is-empty", Req("GET", "/api/v1/incidents", query={"namespace": "contract-none"}), 200, listed(0, 0)),
+    Case("list-incidents-status-all", Req("GET", "/api/v1/incidents", query={"namespace": "contract-snake", "status": "all"}), 200, listed(1, 1)),
+    Case("list-incidents-unknown-severity", Req("GET", "/api/v1/incidents", query={"severity": "bogus"}), 400, error_body("severity")),
+    Case("list-incidents-limit-not-a-number", Req("GET", "/api/v1/incidents", query={"limit": "ten"}), 400, error_body("limit")),
+    Case("list-incidents-limit-over-1000", Req("GET", "/api/v1/incidents", query={"limit": 1001}), 400, error_body("limit")),
+    # Health
+    Case("health", Req("GET", "/health"), 200, lambda r, _: check_health(r)),
+    Case("api-health", Req("GET", "/api/v1/health"), 200, lambda r, _: check_api_health(r)),
+    Case("unknown-route", Req("GET", "/api/v1/nothing"), 404, error_body("no route")),
+    Case("wrong-method", Req("DELETE", "/api/v1/incidents"), 405, error_body("not allowed")),
+]
+
+
+# --------------------------------------------------------------------------- running them
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def engine(chm_bin, tmp_path_factory) -> AsyncIterator[str]:
+    """One server for every case: the demo cluster, the store on a SQLite file."""
+    tmp = tmp_path_factory.mktemp("contract")
+    logs = LogDir(tmp / "logs")
+    logs.path.mkdir()
+    async with http_server(chm_bin, engine_args(tmp / "store.db"), logs) as server:
+        yield server.base
+
+
+async def send(c: httpx.AsyncClient, base: str, req: Req) -> httpx.Response:
+    kwargs: dict[str, Any] = {"params": req.query}
+    if isinstance(req.body, bytes):
+        kwargs["content"] = req.body
+        kwargs["headers"] = {"content-type": "application/json"}
+    elif req.body is not None:
+        kwargs["json"] = req.body
+    return await c.request(req.method, base + req.path, **kwargs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_contract(engine: str, case: Case) -> None:
+    with deadline():
+        async with httpx.AsyncClient(timeout=10) as c:
+            before = [await send(c, engine, r) for r in case.before]
+            for b in before:
+                assert b.status_code < 300, (b.request.url, b.status_code, b.text)
+            r = await send(c, engine, case.req)
+        assert r.status_code == case.status, (r.status_code, r.text)
+        if case.check:
+            case.check(r, before)
+
+
+async def test_incidents_survive_a_restart_on_the_same_sqlite_file(chm_bin, server_logs, tmp_path) -> None:
+    store = tmp_path / "store.db"
+    with deadline(40):
+        async with http_server(chm_bin, engine_args(store), server_logs) as a:
+            async with httpx.AsyncClient(timeout=10) as c:
+                made = (await c.post(a.base + "/api/v1/incidents", json={**SNAKE, "labels": {"namespace": "kept"}})).json()
+        async with http_server(chm_bin, engine_args(store), server_logs) as b:
+            async with httpx.AsyncClient(timeout=10) as c:
+                after = (await c.get(b.base + "/api/v1/incidents", params={"namespace": "kept"})).json()
+        assert after["total"] == 1 and after["incidents"][0] == made["incident"], (made, after)
+
