@@ -22,6 +22,7 @@ pub enum Source {
     /// The static bearer token (`http.token_file`): one shared identity.
     StaticToken,
     /// A JWT access token validated against the issuer's keys (`mcp::auth`).
+    #[serde(rename = "oauth")]
     OAuth,
 }
 
@@ -132,6 +133,47 @@ pub async fn with_headers<F: Future>(headers: Arc<Forwarded>, fut: F) -> F::Outp
 /// The headers of the request the call being run came in (None over stdio and the CLI).
 pub fn forwarded() -> Option<Arc<Forwarded>> {
     FORWARDED.try_with(Arc::clone).ok()
+}
+
+tokio::task_local! {
+    static PEER: rmcp::Peer<rmcp::RoleServer>;
+}
+
+/// Run `fut` with the MCP client of the call reachable by [`elicit`].
+pub async fn with_peer<F: Future>(peer: rmcp::Peer<rmcp::RoleServer>, fut: F) -> F::Output {
+    PEER.scope(peer, fut).await
+}
+
+/// Can the call being run ask its user (its MCP client declared form elicitation)?
+pub fn can_elicit() -> bool {
+    PEER.try_with(|p| p.supported_elicitation_modes().contains(&rmcp::service::ElicitationMode::Form)).unwrap_or(false)
+}
+
+/// Ask the user of the call being run through MCP elicitation: the message and a form.
+/// Errors say why nobody could be asked (no MCP client, no elicitation capability, no
+/// answer within `timeout`).
+pub async fn elicit(
+    message: String,
+    schema: rmcp::model::ElicitationSchema,
+    timeout: std::time::Duration,
+) -> Result<rmcp::model::ElicitResult, String> {
+    let Ok(peer) = PEER.try_with(Clone::clone) else {
+        return Err("there is no MCP client to ask: the call did not come over MCP (a REST route, the CLI or a \
+                    workflow)"
+            .into());
+    };
+    if !can_elicit() {
+        return Err("the MCP client did not declare the elicitation capability (form mode), so the user cannot be \
+                    asked"
+            .into());
+    }
+    let params =
+        rmcp::model::ElicitRequestParams::FormElicitationParams { meta: None, message, requested_schema: schema };
+    match tokio::time::timeout(timeout, peer.create_elicitation(params)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("asking the user failed: {e}")),
+        Err(_) => Err(format!("the user gave no answer within {timeout:?}")),
+    }
 }
 
 #[cfg(test)]

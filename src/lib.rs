@@ -5,6 +5,7 @@
 //! extracts and shapes the result; `mcp` serves the registry to MCP clients and `cli`
 //! offers the same engine on the command line.
 
+pub mod audit;
 pub mod backends;
 pub mod cli;
 pub mod clip;

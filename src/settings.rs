@@ -50,6 +50,10 @@ pub struct Settings {
     /// Hide every destructive tool (annotated destructive or with a writing step) from
     /// tools/list and refuse calls to it, whatever the mode exposes.
     pub read_only: bool,
+    /// Confirm destructive calls before they change anything: through MCP elicitation when
+    /// the client supports it, else the dry run's answer first and an explicit `confirm: true`
+    /// argument on a second call.
+    pub confirm_destructive: bool,
     /// Audit records: one JSON line per tool call and REST route call.
     pub audit: AuditSettings,
     /// Where the server keeps its files: a relative `sqlite:` path of an sql binding (the
@@ -81,6 +85,9 @@ pub struct AuditSettings {
     pub sink: AuditSink,
     /// File the `file` sink appends to (created if missing).
     pub path: Option<PathBuf>,
+    /// A sql binding that also receives every record (table `chm_audit`) when the active
+    /// mode enables it: the coordination engine's store by default; empty turns it off.
+    pub store: Option<String>,
 }
 
 /// OAuth 2.1 resource server settings: on when `issuer` or `jwks_url` is set. Bearer tokens
@@ -196,7 +203,8 @@ impl Default for Settings {
             reload_poll_seconds: None,
             response_budget_tokens: DEFAULT_RESPONSE_BUDGET_TOKENS,
             read_only: false,
-            audit: AuditSettings { sink: AuditSink::Off, path: None },
+            confirm_destructive: true,
+            audit: AuditSettings { sink: AuditSink::Off, path: None, store: Some("coordination-store".into()) },
             data_dir: None,
             http: HttpSettings {
                 bind: "127.0.0.1:8080".into(),
@@ -233,9 +241,10 @@ impl Settings {
             fig = fig.merge(Yaml::file_exact(path));
         }
         // Only keys that are settings: other CHM_* variables (scripts' own) are not errors.
-        const KEYS: [&str; 13] = [
+        const KEYS: [&str; 14] = [
             "read_only",
             "data_dir",
+            "confirm_destructive",
             "audit__",
             "mode",
             "specs",

@@ -8,6 +8,7 @@
 //! typed request and client enums and their dispatch.
 
 pub mod cache;
+pub mod client;
 #[cfg(test)]
 pub mod echo;
 pub mod http;
@@ -211,6 +212,15 @@ pub trait Kind: 'static {
     fn reference_time(_client: &Self::Client) -> Option<chrono::DateTime<chrono::Utc>> {
         None
     }
+    /// A request's verb and target for the audit record (no bodies, no credentials): by
+    /// default the method and URL `describe` shows (without its query), else the kind's name.
+    fn audit(client: &Self::Client, request: &Self::Request) -> (String, String) {
+        let d = Self::describe(client, request);
+        let text = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_owned);
+        let verb = text("method").or_else(|| text("op")).unwrap_or_else(|| Self::NAME.to_string());
+        let target = text("url").map(|u| u.split('?').next().unwrap_or_default().to_string()).unwrap_or_default();
+        (verb, target)
+    }
     /// The binding's rate limit, breaker and retries (see [`resilience`]); None: defaults.
     fn resilience(_binding: &Self::Binding) -> Option<&resilience::ResilienceSpec> {
         None
@@ -368,6 +378,19 @@ macro_rules! kinds {
                 }
             }
 
+            /// A request's kind, verb and target for the audit record.
+            pub fn audit(&self, request: &Request) -> (&'static str, String, String) {
+                match (self, request) {
+                    $( $(#[$cfg])* (Client::$variant(c), Request::$variant(r)) => {
+                        let (verb, target) = <$module::$kind as Kind>::audit(c, r);
+                        (<$module::$kind as Kind>::NAME, verb, target)
+                    } )+
+                    (Client::Unavailable { .. }, _) => ("unavailable", String::new(), String::new()),
+                    #[allow(unreachable_patterns)]
+                    _ => ("unknown", String::new(), String::new()),
+                }
+            }
+
             /// The time "now" means for this backend's data, if not the clock.
             pub fn reference_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
                 match self {
@@ -380,6 +403,7 @@ macro_rules! kinds {
 }
 
 kinds! {
+    Client => client::Client,
     Http => http::Http,
     Inference => inference::Inference,
     Kubernetes => kubernetes::Kubernetes,
@@ -452,6 +476,38 @@ impl Backends {
         effect: Effect,
     ) -> Result<cache::Cached, Error> {
         let client = self.get(name)?;
+        // The audit record names every request of the call (described before it is sent).
+        let audited = crate::audit::collecting().then(|| client.audit(&request));
+        let answer = self.call_guarded(name, client, request, timeout, effect).await;
+        if let Some((kind, verb, target)) = audited {
+            let outcome = match &answer {
+                Ok(_) => "ok".to_string(),
+                Err(e) => {
+                    serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                }
+            };
+            let cached = answer.as_ref().is_ok_and(|a| a.age.is_some());
+            crate::audit::note(crate::audit::BackendRequest {
+                backend: name.to_string(),
+                kind,
+                verb,
+                target,
+                cached,
+                outcome,
+            });
+        }
+        answer
+    }
+
+    /// [`Backends::call_shared`] without the audit note.
+    async fn call_guarded(
+        &self,
+        name: &str,
+        client: &Arc<Client>,
+        request: Request,
+        timeout: Option<Duration>,
+        effect: Effect,
+    ) -> Result<cache::Cached, Error> {
         let guard = self.resilience.get(name).filter(|_| !matches!(**client, Client::Unavailable { .. }));
         let send = |request: Request| async move {
             match guard {

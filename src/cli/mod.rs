@@ -61,6 +61,10 @@ pub struct Cli {
     /// Log filter for stderr (e.g. info, debug, cluster_health_mcp=trace).
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Read-only server: hide every destructive tool (and the REST routes bound to them) and
+    /// refuse calls to them, whatever the mode exposes (setting read_only, CHM_READ_ONLY).
+    #[arg(long, global = true)]
+    pub read_only: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -130,6 +134,9 @@ impl Cli {
         }
         if self.replace_catalogue {
             flags.insert("replace_catalogue".into(), true.into());
+        }
+        if self.read_only {
+            flags.insert("read_only".into(), true.into());
         }
         if let Some(s) = &self.snapshot {
             flags.insert("snapshot".into(), s.clone().into());

@@ -40,6 +40,9 @@ pub struct Active {
     pub response_budget: usize,
 }
 
+/// Why the read-only switch hides a document.
+pub const READ_ONLY: &str = "the server is read-only (setting read_only): destructive tools are hidden";
+
 /// Default response budget in bytes (the settings' token budget at 4 bytes per token).
 pub const DEFAULT_RESPONSE_BUDGET: usize = crate::settings::DEFAULT_RESPONSE_BUDGET_TOKENS * 4;
 
@@ -98,9 +101,10 @@ impl Active {
         self
     }
 
-    /// Hide every destructive tool and every resource with a writing step.
+    /// Hide every destructive tool, every resource with a writing step and every REST route
+    /// bound to a destructive tool; workflows needing a hidden tool become inactive (they are
+    /// linked to the tools left).
     pub fn hide_destructive(&mut self) {
-        const WHY: &str = "the server is read-only (setting read_only): destructive tools are hidden";
         let hidden: Vec<(&'static str, String)> = self
             .tools
             .values()
@@ -112,18 +116,30 @@ impl Active {
                     .filter(|r| r.proc.effect() == crate::backends::Effect::Write)
                     .map(|r| ("Resource", r.name.clone())),
             )
+            .chain(self.routes.values().filter(|r| r.tool.is_destructive()).map(|r| ("Route", r.name.clone())))
             .collect();
         for (kind, name) in hidden {
-            if kind == "Tool" {
-                self.tools.shift_remove(&name);
-            } else {
-                self.resources.shift_remove(&name);
+            match kind {
+                "Tool" => drop(self.tools.shift_remove(&name)),
+                "Resource" => drop(self.resources.shift_remove(&name)),
+                _ => drop(self.routes.shift_remove(&name)),
             }
             if let Some(e) = self.exposure.iter_mut().find(|e| e.kind == kind && e.name == name) {
                 e.exposed = false;
-                e.reason = WHY.into();
+                e.reason = READ_ONLY.into();
             }
         }
+    }
+
+    /// Why a document of the registry is not exposed here (None: exposed, or unknown).
+    pub fn why_hidden(&self, kind: &str, name: &str) -> Option<&str> {
+        self.exposure.iter().find(|e| e.kind == kind && e.name == name && !e.exposed).map(|e| e.reason.as_str())
+    }
+
+    /// Is a document of the registry hidden by the read-only switch (a call to it is refused
+    /// with that reason rather than answered as unknown)?
+    pub fn hidden_read_only(&self, kind: &str, name: &str) -> bool {
+        self.why_hidden(kind, name) == Some(READ_ONLY)
     }
 
     /// `backends` as templates see it: every known binding name -> enabled in this mode.

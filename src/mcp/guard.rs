@@ -103,6 +103,16 @@ impl Guard {
         }
     }
 
+    /// The refusal of a call of a destructive tool (a REST route's) by an OAuth identity
+    /// without the write scopes (403 `insufficient_scope`), if so.
+    pub fn check_destructive(&self, identity: &Identity, destructive: bool) -> Option<Response> {
+        let rs = self.oauth.as_ref()?;
+        if identity.source != crate::identity::Source::OAuth {
+            return None;
+        }
+        rs.check_scopes(identity, destructive).err().map(|r| rs.challenge(&r))
+    }
+
     /// The refusal of a `tools/call` of a destructive tool by an OAuth identity without the
     /// write scopes (403 `insufficient_scope`), if so.
     fn check_call(&self, identity: &Identity, body: &[u8]) -> Option<Response> {
@@ -171,11 +181,17 @@ impl Guard {
         let refuse = |status: StatusCode, message: &str| {
             (status, axum::Json(serde_json::json!({"status": "error", "error": message}))).into_response()
         };
-        if !self.authorized(req.headers()) {
-            let mut resp = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Err(resp);
-        }
+        // The caller, as on /mcp: the static token, or a validated OAuth token with the read
+        // scopes; kept in the request's extensions for the call.
+        let identity = match self.authenticate(req.headers()).await {
+            Ok(i) => i,
+            Err(_) if self.oauth.is_none() => {
+                let mut resp = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return Err(resp);
+            }
+            Err(challenge) => return Err(challenge),
+        };
         if !self.host_allowed(req.headers()) {
             return Err(refuse(StatusCode::FORBIDDEN, "Host header is not allowed"));
         }
@@ -187,7 +203,8 @@ impl Guard {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             return Err(resp);
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(identity);
         match read_limited(body, self.body_limit, self.body_timeout).await {
             Ok(bytes) => Ok((parts, bytes)),
             Err((status, message)) => Err(refuse(status, &message)),

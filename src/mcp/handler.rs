@@ -17,6 +17,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Map, Value};
 
 use super::state::State;
+use crate::audit::{Called, Outcome, Record};
 use crate::clip::{ECHO_MAX, clip};
 use crate::engine::invoke::{self, Error as CallError};
 use crate::engine::registry;
@@ -36,7 +37,21 @@ pub struct Handler {
     pub state: Arc<State>,
 }
 
-fn mcp_tool(t: &registry::Tool) -> Tool {
+/// The argument a destructive call carries to confirm it when the client cannot be asked
+/// (no elicitation): the user agreed to what the dry run showed.
+pub const CONFIRM: &str = "confirm";
+
+/// The `confirm` input every destructive tool advertises when calls need confirmation.
+fn confirm_input() -> Value {
+    serde_json::json!({
+        "type": "boolean",
+        "default": false,
+        "description": "Destructive call: when the client cannot ask the user (no MCP elicitation), a call without \
+                        `confirm: true` only answers the dry run. Set it once the user has seen that answer and agreed."
+    })
+}
+
+fn mcp_tool(t: &registry::Tool, confirm: bool) -> Tool {
     let mut annotations = ToolAnnotations::new()
         .read_only(t.hints.read_only)
         .destructive(t.hints.destructive)
@@ -45,8 +60,14 @@ fn mcp_tool(t: &registry::Tool) -> Tool {
     if let Some(title) = &t.title {
         annotations.title = Some(title.clone());
     }
-    let mut tool = Tool::new(t.name.clone(), t.description.clone(), Arc::new(t.proc.input_schema.clone()))
-        .with_annotations(annotations);
+    let mut schema = t.proc.input_schema.clone();
+    if confirm && t.is_destructive() {
+        let props = schema.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(props) = props {
+            props.insert(CONFIRM.into(), confirm_input());
+        }
+    }
+    let mut tool = Tool::new(t.name.clone(), t.description.clone(), Arc::new(schema)).with_annotations(annotations);
     if t.proc.has_structured_output() {
         tool = tool.with_raw_output_schema(Arc::new(t.proc.output_schema.clone()));
     }
@@ -76,13 +97,70 @@ fn error_result(e: &CallError) -> CallToolResult {
 /// request's extensions (`crate::identity::Identity`), and the request's headers for bindings
 /// that act with the caller's own Kubernetes token. Over stdio there is neither.
 async fn as_caller<F: std::future::Future>(ctx: &RequestContext<RoleServer>, fut: F) -> F::Output {
+    // The client itself, for tools that ask the user (elicitation).
+    let fut = crate::identity::with_peer(ctx.peer.clone(), fut);
     let Some(parts) = ctx.extensions.get::<http::request::Parts>() else { return fut.await };
     let headers = Arc::new(crate::identity::Forwarded(parts.headers.clone()));
-    match parts.extensions.get::<crate::identity::Identity>() {
-        Some(who) => crate::identity::scope(Arc::new(who.clone()), crate::identity::with_headers(headers, fut)).await,
+    match caller(ctx) {
+        Some(who) => crate::identity::scope(Arc::new(who), crate::identity::with_headers(headers, fut)).await,
         None => crate::identity::with_headers(headers, fut).await,
     }
 }
+
+/// The caller's identity the HTTP authentication layer found (None over stdio).
+fn caller(ctx: &RequestContext<RoleServer>) -> Option<crate::identity::Identity> {
+    ctx.extensions.get::<http::request::Parts>()?.extensions.get::<crate::identity::Identity>().cloned()
+}
+
+/// A tool call's answer and how it ended, for the audit record.
+struct Answer {
+    result: Result<CallToolResult, McpError>,
+    outcome: Outcome,
+}
+
+impl Answer {
+    /// The answer of a call that ran: ok, or an error result.
+    fn ran(result: CallToolResult) -> Answer {
+        let outcome = if result.is_error == Some(true) { Outcome::Error } else { Outcome::Ok };
+        Answer { result: Ok(result), outcome }
+    }
+
+    /// An answer with its outcome.
+    fn with(result: CallToolResult, outcome: Outcome) -> Answer {
+        Answer { result: Ok(result), outcome }
+    }
+
+    /// What the audit record says about it: the outcome and, unless ok, why.
+    fn audited(&self) -> (Outcome, Option<String>) {
+        let message = match &self.result {
+            Err(e) => Some(e.message.to_string()),
+            Ok(r) if self.outcome != Outcome::Ok => r.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())),
+            Ok(_) => None,
+        };
+        (if self.result.is_err() { Outcome::Refused } else { self.outcome }, message)
+    }
+}
+
+/// Is `args` (with the input's default) asking `tool` for a dry run?
+fn dry_run_asked(tool: &registry::Tool, args: &Map<String, Value>) -> bool {
+    let Some(input) = tool.proc.inputs.get(crate::workflows::DRY_RUN) else { return false };
+    args.get(crate::workflows::DRY_RUN).or(input.default.as_ref()).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The form of a confirmation: one boolean, accepted by default.
+fn confirmation_form() -> rmcp::model::ElicitationSchema {
+    serde_json::from_value(serde_json::json!({
+        "type": "object",
+        "properties": {
+            "confirm": {"type": "boolean", "title": "Apply this change", "default": true}
+        },
+        "required": ["confirm"]
+    }))
+    .expect("a valid elicitation schema")
+}
+
+/// How long a user may take to confirm a destructive call.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn args_of(v: Option<Map<String, Value>>) -> Map<String, Value> {
     v.unwrap_or_default()
@@ -95,7 +173,7 @@ impl Handler {
         &self,
         active: Arc<crate::engine::Active>,
         tool: Arc<registry::Tool>,
-        params: CallToolRequestParams,
+        args: Map<String, Value>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         let name = tool.name.clone();
@@ -117,7 +195,7 @@ impl Handler {
         let progress = move |done: usize, total: usize, msg: String| {
             let _ = tx.send((done, total, msg));
         };
-        let outcome = invoke::run(&active, &tool.proc, &args_of(params.arguments), Some(&progress), &ctx.ct).await;
+        let outcome = invoke::run(&active, &tool.proc, &args, Some(&progress), &ctx.ct).await;
         drop(progress);
         if let Some(f) = forwarder {
             let _ = f.await;
@@ -149,6 +227,120 @@ impl Handler {
         };
         self.state.metrics.record_call(&name, started.elapsed(), result.is_error == Some(true));
         result
+    }
+
+    /// A tools/call: refused when the tool is unknown or hidden here; a destructive call
+    /// confirmed first (see [`Handler::confirmed_call`]).
+    async fn checked_call(
+        &self,
+        active: Arc<crate::engine::Active>,
+        name: &str,
+        mut args: Map<String, Value>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Answer {
+        let Some(tool) = active.tools.get(name).cloned() else {
+            // A tool the read-only switch hides: refused with the reason, not as unknown.
+            if active.hidden_read_only("Tool", name) {
+                let why = crate::engine::READ_ONLY;
+                let text = format!("tool `{}` is not available here: {why}; nothing was done", clip(name, ECHO_MAX));
+                return Answer::with(CallToolResult::error(vec![ContentBlock::text(text)]), Outcome::Refused);
+            }
+            return Answer {
+                result: Err(McpError::invalid_params(
+                    format!("unknown tool `{}`; call tools/list to see the available tools", clip(name, ECHO_MAX)),
+                    None,
+                )),
+                outcome: Outcome::Refused,
+            };
+        };
+        if !(self.state.confirm_destructive && tool.is_destructive()) {
+            return Answer::ran(Box::pin(self.run_tool(active, tool, args, ctx)).await);
+        }
+        let confirmed = args.remove(CONFIRM);
+        if dry_run_asked(&tool, &args) {
+            return Answer::ran(Box::pin(self.run_tool(active, tool, args, ctx)).await);
+        }
+        self.confirmed_call(active, tool, args, confirmed.and_then(|c| c.as_bool()).unwrap_or(false), ctx).await
+    }
+
+    /// A destructive call that would change something runs only once the user agreed: asked
+    /// through MCP elicitation (with the dry run's answer) when the client supports it; else
+    /// the dry run's answer is returned (nothing changed) and a second call with
+    /// `confirm: true` applies it. A tool without `dry_run` needs `confirm: true` outright.
+    async fn confirmed_call(
+        &self,
+        active: Arc<crate::engine::Active>,
+        tool: Arc<registry::Tool>,
+        args: Map<String, Value>,
+        confirmed: bool,
+        ctx: RequestContext<RoleServer>,
+    ) -> Answer {
+        let elicit = crate::identity::can_elicit();
+        if confirmed && !elicit {
+            return Answer::ran(Box::pin(self.run_tool(active, tool, args, ctx)).await);
+        }
+        let preview = match tool.proc.inputs.contains_key(crate::workflows::DRY_RUN) {
+            true => {
+                let mut dry = args.clone();
+                dry.insert(crate::workflows::DRY_RUN.into(), Value::Bool(true));
+                let p = Box::pin(self.run_tool(active.clone(), tool.clone(), dry, ctx.clone())).await;
+                if p.is_error == Some(true) {
+                    // The dry run failed: there is nothing to confirm.
+                    return Answer::ran(p);
+                }
+                Some(p)
+            }
+            false => None,
+        };
+        let text_of =
+            |r: &CallToolResult| r.content.iter().find_map(|c| c.as_text().map(|t| t.text.clone())).unwrap_or_default();
+        if elicit {
+            let shown = serde_json::to_string(&Value::Object(args.clone())).unwrap_or_default();
+            let mut message =
+                format!("`{}` will change the cluster with {}.", tool.name, clip(&shown, crate::clip::MESSAGE_MAX));
+            if let Some(p) = &preview {
+                message.push_str(&format!("\n\nIts dry run answered:\n{}", clip(&text_of(p), 2000)));
+            }
+            message.push_str("\n\nApply it?");
+            let declined = |why: String| {
+                let text = format!("Not applied: {why}. Nothing was changed.");
+                Answer::with(CallToolResult::error(vec![ContentBlock::text(text)]), Outcome::Declined)
+            };
+            return match crate::identity::elicit(message, confirmation_form(), CONFIRM_TIMEOUT).await {
+                Ok(a)
+                    if a.action == rmcp::model::ElicitationAction::Accept
+                        && a.content.as_ref().and_then(|c| c.get(CONFIRM)).and_then(Value::as_bool) != Some(false) =>
+                {
+                    Answer::ran(Box::pin(self.run_tool(active, tool, args, ctx)).await)
+                }
+                Ok(a) if a.action == rmcp::model::ElicitationAction::Accept => {
+                    declined("the user did not confirm the change".into())
+                }
+                Ok(a) => declined(format!(
+                    "the user {} the change",
+                    if a.action == rmcp::model::ElicitationAction::Cancel { "cancelled" } else { "declined" }
+                )),
+                Err(e) => declined(format!("the user could not be asked for confirmation ({e})")),
+            };
+        }
+        let ask = format!(
+            "`{}` changes the cluster and needs the user's confirmation: show the user this answer and, only if they \
+             agree, call it again with the same arguments and `confirm: true`.",
+            tool.name
+        );
+        match preview {
+            Some(mut p) => {
+                let text = format!("DRY RUN ONLY: nothing was changed. {ask}\n\n{}", text_of(&p));
+                if let Some(first) = p.content.iter_mut().find(|c| c.as_text().is_some()) {
+                    *first = ContentBlock::text(text);
+                }
+                Answer::with(p, Outcome::Unconfirmed)
+            }
+            None => Answer::with(
+                CallToolResult::error(vec![ContentBlock::text(format!("Not applied: nothing was changed. {ask}"))]),
+                Outcome::Unconfirmed,
+            ),
+        }
     }
 
     /// Read a resource by URI (resources/read, and the `read` command).
@@ -329,7 +521,11 @@ impl ServerHandler for Handler {
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let active = self.state.current();
-        Ok(ListToolsResult { tools: active.tools.values().map(|t| mcp_tool(t)).collect(), ..Default::default() })
+        let confirm = self.state.confirm_destructive;
+        Ok(ListToolsResult {
+            tools: active.tools.values().map(|t| mcp_tool(t, confirm)).collect(),
+            ..Default::default()
+        })
     }
 
     async fn call_tool(
@@ -338,14 +534,20 @@ impl ServerHandler for Handler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let active = self.state.current();
-        let Some(tool) = active.tools.get(request.name.as_ref()).cloned() else {
-            return Err(McpError::invalid_params(
-                format!("unknown tool `{}`; call tools/list to see the available tools", clip(&request.name, ECHO_MAX)),
-                None,
-            ));
-        };
+        let started = Instant::now();
+        let args = args_of(request.arguments.clone());
+        let audited = self.state.audit.enabled(&active);
         let ctx2 = ctx.clone();
-        Ok(as_caller(&ctx2, self.run_tool(active, tool, request, ctx)).await.into())
+        // Boxed: the call's future (steps, confirmation, audit) is large for a worker's stack.
+        let call = Box::pin(as_caller(&ctx2, self.checked_call(active.clone(), &request.name, args.clone(), ctx)));
+        let (answer, requests) = if audited { crate::audit::collect(call).await } else { (call.await, Vec::new()) };
+        if audited {
+            let mut record = Record::new(caller(&ctx2).as_ref(), Called::Tool, &request.name, &args);
+            record.requests = requests;
+            let (outcome, message) = answer.audited();
+            self.state.audit.record(&active, record.finish(outcome, message, started.elapsed())).await;
+        }
+        answer.result.map(Into::into)
     }
 
     async fn list_resources(
@@ -374,7 +576,21 @@ impl ServerHandler for Handler {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        Ok(as_caller(&ctx, self.run_resource(&request.uri, &ctx.ct)).await?.into())
+        let active = self.state.current();
+        let started = Instant::now();
+        let read = as_caller(&ctx, self.run_resource(&request.uri, &ctx.ct));
+        if !self.state.audit.enabled(&active) {
+            return Ok(read.await?.into());
+        }
+        let (result, requests) = crate::audit::collect(read).await;
+        let mut record = Record::new(caller(&ctx).as_ref(), Called::Resource, &request.uri, &Map::new());
+        record.requests = requests;
+        let (outcome, message) = match &result {
+            Ok(_) => (Outcome::Ok, None),
+            Err(e) => (Outcome::Error, Some(e.message.to_string())),
+        };
+        self.state.audit.record(&active, record.finish(outcome, message, started.elapsed())).await;
+        Ok(result?.into())
     }
 
     async fn list_prompts(

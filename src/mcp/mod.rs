@@ -79,7 +79,8 @@ pub async fn serve(args: &ServeArgs, settings: Settings, active: crate::engine::
     );
     // Stores connect and migrate before serving: a changed applied migration stops here.
     crate::backends::sql::start(&active.backends).await.map_err(anyhow::Error::msg)?;
-    let state = state::State::new(active);
+    let audit = crate::audit::Audit::new(&settings.audit).map_err(anyhow::Error::msg)?;
+    let state = state::State::with(active, audit, settings.confirm_destructive);
     let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
     // Durable workflows run in the background over the registry in force (idle when no
     // `workflows` binding is enabled).

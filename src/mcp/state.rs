@@ -55,17 +55,30 @@ pub struct State {
     /// Located errors of the last failed reload (empty when the last reload succeeded).
     pub reload_errors: RwLock<Vec<String>>,
     pub metrics: Metrics,
+    /// Where audit records go (nowhere unless configured).
+    pub audit: crate::audit::Audit,
+    /// Ask for confirmation before a destructive call changes anything (MCP elicitation, or
+    /// the dry run first and an explicit `confirm` argument).
+    pub confirm_destructive: bool,
 }
 
 impl State {
     /// State around an initial active registry.
     pub fn new(active: Active) -> Arc<State> {
+        State::with(active, crate::audit::Audit::default(), true)
+    }
+
+    /// State around an initial active registry, with an audit sink and the confirmation
+    /// policy for destructive calls.
+    pub fn with(active: Active, audit: crate::audit::Audit, confirm_destructive: bool) -> Arc<State> {
         let (changes, _) = broadcast::channel(16);
         Arc::new(State {
             active: RwLock::new(Arc::new(active)),
             changes,
             reload_errors: RwLock::new(Vec::new()),
             metrics: Metrics::default(),
+            audit,
+            confirm_destructive,
         })
     }
 

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{ErrorResponse, Origin, Route, Status};
+use crate::audit::{Called, Outcome, Record};
 use crate::backends::ErrorKind;
 use crate::engine::Active;
 use crate::engine::invoke::{self, Error as CallError};
@@ -28,7 +29,9 @@ pub struct Rest {
     pub guard: Arc<Guard>,
 }
 
-/// Any request no other endpoint took: a route of the active mode, or 404/405.
+/// Any request no other endpoint took: a route of the active mode, or 404/405. The route's
+/// tool runs as the caller (identity and headers, as on /mcp); a destructive tool needs the
+/// OAuth write scopes; every route call is audited.
 pub async fn handle(AxState(rest): AxState<Rest>, req: Request) -> Response {
     let (parts, bytes) = match rest.guard.admit(req).await {
         Ok(r) => r,
@@ -36,11 +39,51 @@ pub async fn handle(AxState(rest): AxState<Rest>, req: Request) -> Response {
     };
     let active = rest.state.current();
     let started = Instant::now();
-    let (resp, tool) = dispatch(&active, &parts.method, &parts.uri, &parts.headers, &bytes).await;
-    if let Some(tool) = tool {
-        rest.state.metrics.record_call(&tool, started.elapsed(), resp.status().is_server_error());
+    let who = parts
+        .extensions
+        .get::<crate::identity::Identity>()
+        .cloned()
+        .unwrap_or_else(crate::identity::Identity::anonymous);
+    let (route, vars) = match find(&active, &parts.method, &parts.uri) {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    if let Some(refusal) = rest.guard.check_destructive(&who, route.tool.is_destructive()) {
+        return refusal;
+    }
+    let headers = Arc::new(crate::identity::Forwarded(parts.headers.clone()));
+    let call = crate::identity::scope(
+        Arc::new(who.clone()),
+        crate::identity::with_headers(headers, answer(&active, &route, &vars, &parts.uri, &parts.headers, &bytes)),
+    );
+    let audited = rest.state.audit.enabled(&active);
+    let (resp, requests) = if audited { crate::audit::collect(call).await } else { (call.await, Vec::new()) };
+    rest.state.metrics.record_call(&route.tool.name, started.elapsed(), resp.status().is_server_error());
+    if audited {
+        let mut record = Record::new(Some(&who), Called::Route, &route.name, &route_arguments(&parts.uri, &bytes));
+        record.route = Some(format!("{} {}", parts.method, parts.uri.path()));
+        record.tool = Some(route.tool.name.clone());
+        record.requests = requests;
+        let status = resp.status();
+        let outcome = if status.is_success() || status.is_redirection() { Outcome::Ok } else { Outcome::Error };
+        let message = (outcome != Outcome::Ok).then(|| format!("HTTP {}", status.as_u16()));
+        rest.state.audit.record(&active, record.finish(outcome, message, started.elapsed())).await;
     }
     resp
+}
+
+/// A route call's arguments for the audit record: its query parameters and JSON body.
+fn route_arguments(uri: &axum::http::Uri, body: &Bytes) -> Map<String, Value> {
+    let mut args: Map<String, Value> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).map(|(k, v)| (k.to_string(), json!(v))).collect();
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(b)) => args.extend(b),
+        Ok(other) => {
+            args.insert("body".into(), other);
+        }
+        Err(_) => {}
+    }
+    args
 }
 
 /// The OpenAPI document of the routes the active mode serves.
@@ -67,6 +110,16 @@ pub async fn dispatch(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> (Response, Option<String>) {
+    match find(active, method, uri) {
+        Ok((route, vars)) => (answer(active, &route, &vars, uri, headers, body).await, Some(route.tool.name.clone())),
+        Err(resp) => (resp, None),
+    }
+}
+
+/// The route a request is for and its path variables, or the 404/405 (or, for a route the
+/// read-only switch hides, the 403) answer.
+#[allow(clippy::result_large_err)] // the refusal is the answer itself, returned once
+fn find(active: &Active, method: &Method, uri: &axum::http::Uri) -> Result<(Arc<Route>, PathVars), Response> {
     let segments: Vec<String> = match uri.path().strip_prefix('/') {
         Some("") | None => Vec::new(),
         Some(p) => {
@@ -76,10 +129,16 @@ pub async fn dispatch(
     let matching: Vec<(&Arc<Route>, PathVars)> =
         active.routes.values().filter_map(|r| r.match_path(&segments).map(|v| (r, v))).collect();
     if matching.is_empty() {
-        return (
-            error_json(StatusCode::NOT_FOUND, &format!("no route for {}", crate::clip::clip(uri.path(), 200))),
-            None,
-        );
+        // A route of the catalogue this server hides (the read-only switch): refused with why.
+        let hidden = active.registry.routes.values().any(|r| {
+            active.hidden_read_only("Route", &r.name)
+                && r.method.as_str() == method.as_str()
+                && r.match_path(&segments).is_some()
+        });
+        if hidden {
+            return Err(error_json(StatusCode::FORBIDDEN, &format!("{}: nothing was done", crate::engine::READ_ONLY)));
+        }
+        return Err(error_json(StatusCode::NOT_FOUND, &format!("no route for {}", crate::clip::clip(uri.path(), 200))));
     }
     let Some((route, vars)) = matching
         .iter()
@@ -93,10 +152,9 @@ pub async fn dispatch(
         if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
             resp.headers_mut().insert(header::ALLOW, v);
         }
-        return (resp, None);
+        return Err(resp);
     };
-    let tool = route.tool.name.clone();
-    (answer(active, route, vars, uri, headers, body).await, Some(tool))
+    Ok(((*route).clone(), vars.clone()))
 }
 
 /// Convert a path or query value to the type its schema names; a value that does not

@@ -169,6 +169,12 @@ pub fn link(active: &crate::engine::Active) {
             registry: active.registry.clone(),
             store: active.backends.clients.get(&wf.spec.store).cloned(),
             exposed_tools: active.tools.keys().cloned().collect(),
+            hidden_tools: active
+                .exposure
+                .iter()
+                .filter(|e| e.kind == "Tool" && !e.exposed)
+                .map(|e| (e.name.clone(), e.reason.clone()))
+                .collect(),
             mode: active.mode.name.clone(),
         };
         *wf.link.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(link));

@@ -372,8 +372,9 @@ async fn call_tool(
     }
     let active = source();
     let Some(t) = active.tools.get(tool).cloned() else {
+        let why = active.why_hidden("Tool", tool).unwrap_or("unknown tool");
         return Err(Failure {
-            message: format!("tool `{tool}` is not exposed in mode `{}`", active.mode.name),
+            message: format!("tool `{tool}` is not exposed in mode `{}`: {why}", active.mode.name),
             retry: false,
         });
     };

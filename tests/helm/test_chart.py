@@ -112,6 +112,18 @@ MATRIX: list[tuple[str, dict[str, Any], set[str]]] = [
         set(),
     ),
     (
+        "full-read-only-denied-secrets-audit-file",
+        {
+            "deployment": {"mode": "full"},
+            "coordinationEngine": {"remediation": {"enabled": True}},
+            "readOnly": True,
+            "confirmDestructive": False,
+            "kubernetes": {"deniedKinds": ["Secret", "*.argoproj.io"]},
+            "audit": {"sink": "file", "path": "/var/lib/cluster-health-mcp/audit.jsonl"},
+        },
+        set(),
+    ),
+    (
         "full-ml-models",
         {
             "deployment": {"mode": "full"},
@@ -301,9 +313,12 @@ def test_rendered_deployment_runs_the_modes_tools(
     assert r.returncode == 0, r.stderr
     got = exposed_tools(r.stdout)
 
-    expected = exposed_tools(chm("--mode", mode, "tools", "--json", cwd=cwd).stdout) | extra
+    read_only = ["--read-only"] if values.get("readOnly") else []
+    expected = exposed_tools(chm("--mode", mode, *read_only, "tools", "--json", cwd=cwd).stdout) | extra
     assert got == expected, f"missing {expected - got}, unexpected {got - expected}"
     assert len(got) >= 10
+    if read_only:
+        assert not got & {"restart-workload", "increase-memory-limit"}, got
 
     # Where the backends point.
     r = chm(*args[: args.index("serve")], "tools", env=env, cwd=cwd)

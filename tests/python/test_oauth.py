@@ -238,7 +238,9 @@ async def test_scopes_are_required_per_tool_class(chm_bin: str, issuer: Issuer, 
             assert c["error"] == "insufficient_scope" and c["scope"] == "mcp:read mcp:write", c
 
             async with session(srv, writer) as s:
-                res = await s.call_tool("scale-deployment", {"namespace": "payments", "name": "payments-gateway", "replicas": 1})
+                # (confirm: this client cannot be asked, and the tool has no dry run to show first)
+                args = {"namespace": "payments", "name": "payments-gateway", "replicas": 1, "confirm": True}
+                res = await s.call_tool("scale-deployment", args)
                 assert not res.is_error, res
                 assert res.structured_content == {"replicas": 1}
 
@@ -341,7 +343,8 @@ async def test_the_python_sdk_completes_its_oauth_flow(chm_bin: str, issuer: Iss
                     assert not res.is_error, res
                     # Step-up: the destructive call's 403 names the write scope; the SDK asks again.
                     res = await s.call_tool(
-                        "scale-deployment", {"namespace": "payments", "name": "payments-gateway", "replicas": 2}
+                        "scale-deployment",
+                        {"namespace": "payments", "name": "payments-gateway", "replicas": 2, "confirm": True},
                     )
                     assert not res.is_error, res
                     assert set(redirect["scope"].split()) == {"mcp:read", "mcp:write"}, redirect

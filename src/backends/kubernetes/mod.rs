@@ -18,8 +18,8 @@ use crate::units::parse_duration;
 
 pub mod spec;
 pub use spec::{
-    IdentityMode, KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest, KubernetesSourceSpec,
-    KubernetesVerb, ServerSourceSpec, SnapshotSourceSpec,
+    DeniedKind, IdentityMode, KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest,
+    KubernetesSourceSpec, KubernetesVerb, ServerSourceSpec, SnapshotSourceSpec,
 };
 
 /// The kind: the Kubernetes API through kube (or an offline snapshot).
@@ -91,6 +91,18 @@ impl Kind for Kubernetes {
     fn reference_time(client: &KubernetesBackend) -> Option<chrono::DateTime<chrono::Utc>> {
         client.reference_time()
     }
+
+    fn audit(_: &KubernetesBackend, request: &KubernetesRequest) -> (String, String) {
+        let kind = request.resource.as_ref().map(|r| r.kind.as_str()).unwrap_or("Pod");
+        let target = match (request.namespace.as_deref(), request.name.as_deref()) {
+            (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
+            (None, Some(n)) => format!("{kind} {n}"),
+            (Some(ns), None) => format!("{kind} in {ns}"),
+            (None, None) => kind.to_string(),
+        };
+        let dry = if request.dry_run { " (dry run)" } else { "" };
+        (format!("{}{dry}", request.verb.name()), target)
+    }
 }
 
 /// Marker that replaces every Secret value.
@@ -103,6 +115,8 @@ pub struct KubernetesBackend {
     timeout: Duration,
     identity: IdentityMode,
     token_header: String,
+    /// Kinds no request may touch (`deniedKinds`).
+    denied: Vec<DeniedKind>,
     /// Where the cluster is, the server's own client and the URL it talks to (named in errors).
     client: Box<OnceCell<Result<Connected, String>>>,
     /// Clients by the identity they carry (`caller-token`, `impersonate`): one caller's client
@@ -197,12 +211,14 @@ impl KubernetesBackend {
     /// Set up (nothing is contacted until the first call).
     pub fn new(name: &str, spec: &KubernetesBackendSpec) -> Result<Self, String> {
         let timeout = parse_duration(&spec.timeout).ok_or_else(|| format!("invalid timeout `{}`", spec.timeout))?;
+        let denied = spec.denied_kinds.iter().map(|e| DeniedKind::parse(e)).collect::<Result<Vec<_>, _>>()?;
         Ok(KubernetesBackend {
             name: name.to_string(),
             source: spec.source.clone(),
             timeout: Duration::from_secs_f64(timeout),
             identity: spec.identity,
             token_header: spec.token_header.clone(),
+            denied,
             client: Box::default(),
             callers: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
@@ -242,6 +258,21 @@ impl KubernetesBackend {
                     )),
                 }
             }
+        }
+    }
+
+    /// Refuse a request touching a denied kind (`deniedKinds`), before anything is sent.
+    fn refuse_denied(&self, api_version: &str, kind: &str, req: &KubernetesRequest) -> Result<(), Error> {
+        match self.denied.iter().find(|d| d.covers(api_version, kind)) {
+            None => Ok(()),
+            Some(d) => Err(self
+                .forbidden(format!(
+                    "{kind} ({api_version}) is a denied kind on this binding (deniedKinds: `{}`): no tool may {} it, \
+                     whoever asks; nothing was sent",
+                    d.written,
+                    req.verb.name()
+                ))
+                .at(describe_target(req))),
         }
     }
 
@@ -308,7 +339,6 @@ impl KubernetesBackend {
     }
 
     async fn call_inner(&self, req: &KubernetesRequest) -> Result<Value, Error> {
-        let client = self.client().await?;
         let verb = req.verb.name();
         let invalid = |m: String| Error::new(&self.name, ErrorKind::InvalidRequest, m);
         let (api_version, kind) = match (req.verb, &req.resource) {
@@ -316,7 +346,15 @@ impl KubernetesBackend {
             (_, Some(r)) => (r.api_version.clone(), r.kind.clone()),
             (_, None) => return Err(invalid("`resource` is required".into())),
         };
+        // Denied kinds: as asked, and as the cluster names them after discovery (a kind's
+        // case or an alias cannot slip past); a request for events reads Events too.
+        self.refuse_denied(&api_version, &kind, req)?;
+        if req.verb == KubernetesVerb::Events {
+            self.refuse_denied("v1", "Event", req)?;
+        }
+        let client = self.client().await?;
         let (ar, namespaced) = self.resource(&client, &api_version, &kind).await?;
+        self.refuse_denied(&ar.api_version, &ar.kind, req)?;
         let ns = req.namespace.clone();
         let name = req.name.clone();
         // The engine checks names before calling; this keeps the backend safe on its own.

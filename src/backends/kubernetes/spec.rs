@@ -40,6 +40,58 @@ pub struct KubernetesBackendSpec {
     /// `Authorization: Bearer <token>`, or the bare token in another header.
     #[serde(default = "default_token_header")]
     pub token_header: String,
+    /// Resource kinds no request of this binding may touch, whatever the tool, verb or caller:
+    /// `Secret` (that kind in every API group), `Application.argoproj.io` (that kind in that
+    /// group only) or `*.rbac.authorization.k8s.io` (every kind of a group). A request for one
+    /// (a list, get, log, write, or the events of such an object) is refused as forbidden
+    /// before anything is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_kinds: Vec<String>,
+}
+
+/// One `deniedKinds` entry, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedKind {
+    /// The kind, or None for every kind of `group`.
+    pub kind: Option<String>,
+    /// The API group (`""` is the core group), or None for every group.
+    pub group: Option<String>,
+    /// The entry as written, for messages.
+    pub written: String,
+}
+
+impl DeniedKind {
+    /// Parse `Kind`, `Kind.group` or `*.group`.
+    pub fn parse(entry: &str) -> Result<DeniedKind, String> {
+        let written = entry.trim().to_string();
+        let (kind, group) = match written.split_once('.') {
+            Some((k, g)) => (k, Some(g)),
+            None => (written.as_str(), None),
+        };
+        let name_ok = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric());
+        let group_ok =
+            |g: &str| g.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let valid = match (kind, group) {
+            ("*", Some(g)) => group_ok(g),
+            (k, None) => name_ok(k),
+            (k, Some(g)) => name_ok(k) && group_ok(g),
+        };
+        if !valid {
+            return Err(format!(
+                "deniedKinds entry `{written}` is not `Kind`, `Kind.group` or `*.group` (e.g. `Secret`, \
+                 `Application.argoproj.io`, `*.rbac.authorization.k8s.io`)"
+            ));
+        }
+        Ok(DeniedKind { kind: (kind != "*").then(|| kind.to_string()), group: group.map(str::to_owned), written })
+    }
+
+    /// Does the entry cover `kind` of `api_version` (`v1`, `apps/v1`)? Kinds compare without
+    /// regard to case, so `secret` cannot slip past `Secret`.
+    pub fn covers(&self, api_version: &str, kind: &str) -> bool {
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        self.kind.as_ref().is_none_or(|k| k.eq_ignore_ascii_case(kind))
+            && self.group.as_ref().is_none_or(|g| g.eq_ignore_ascii_case(group))
+    }
 }
 
 /// Whose identity a kubernetes binding's requests carry.
@@ -276,4 +328,25 @@ pub struct KubernetesRequest {
     pub timestamps: bool,
     #[serde(default, deserialize_with = "lenient::flag")]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeniedKind;
+
+    #[test]
+    fn denied_kinds_match_a_kind_in_every_group_or_in_one_group_or_a_whole_group() {
+        let secret = DeniedKind::parse("Secret").unwrap();
+        assert!(
+            secret.covers("v1", "Secret") && secret.covers("v1", "secret") && secret.covers("other.io/v1", "Secret")
+        );
+        assert!(!secret.covers("v1", "ConfigMap"));
+        let app = DeniedKind::parse("Application.argoproj.io").unwrap();
+        assert!(app.covers("argoproj.io/v1alpha1", "Application") && !app.covers("other.io/v1", "Application"));
+        let rbac = DeniedKind::parse("*.rbac.authorization.k8s.io").unwrap();
+        assert!(rbac.covers("rbac.authorization.k8s.io/v1", "ClusterRole") && !rbac.covers("v1", "Pod"));
+        for bad in ["", "*", "Se cret", "Secret..io", "Secret.", "*."] {
+            assert!(DeniedKind::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -191,6 +191,8 @@ pub struct Link {
     pub registry: Arc<Registry>,
     pub store: Option<Arc<Client>>,
     pub exposed_tools: HashSet<String>,
+    /// Why each hidden tool of the registry is hidden (e.g. the read-only switch).
+    pub hidden_tools: std::collections::HashMap<String, String>,
     pub mode: String,
 }
 
@@ -251,11 +253,14 @@ impl WorkflowsBackend {
             if missing.is_empty() {
                 on.push(w.clone());
             } else {
+                let why: Vec<&str> =
+                    missing.iter().filter_map(|t| link.hidden_tools.get(*t).map(String::as_str)).collect();
                 off.push(format!(
-                    "{} (needs tools {} which mode `{}` does not expose)",
+                    "{} (needs tools {} which mode `{}` does not expose{})",
                     w.name,
                     missing.join(", "),
-                    link.mode
+                    link.mode,
+                    why.first().map(|w| format!(": {w}")).unwrap_or_default()
                 ));
             }
         }
