@@ -239,3 +239,52 @@ async fn a_read_served_from_the_cache_is_audited_as_a_cache_hit() {
     assert_eq!(requests(1)[0]["cached"], false);
     assert_eq!(requests(3)[0]["cached"], true, "the same read again came from the cache: {:#?}", all[3]);
 }
+
+#[tokio::test]
+async fn audit_records_go_to_the_coordination_store_when_the_mode_enables_it() {
+    // The demo mode enables the coordination store (SQLite in memory); no other sink is set.
+    let s = settings(json!({}));
+    let reg = cluster_health_mcp::configure::load_paths(&[], true).unwrap();
+    let active = cluster_health_mcp::configure::activate(Arc::new(reg), &s).unwrap();
+    let state = State::with(active, Audit::new(&s.audit).unwrap(), true);
+    let (server_io, client_io) = tokio::io::duplex(1 << 20);
+    let served = state.clone();
+    tokio::spawn(async move {
+        let running = Handler { state: served }.serve(server_io).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    let client = ().serve(client_io).await.unwrap();
+    let r = call(&client, "list-namespaces", json!({"limit": 2})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let unknown = client.call_tool(CallToolRequestParams::new("no-such-tool-here")).await;
+    assert!(unknown.is_err(), "an unknown tool is a protocol error");
+
+    let active = state.current();
+    let cluster_health_mcp::backends::Client::Sql(sql) = active.backends.clients["coordination-store"].as_ref() else {
+        panic!("the demo mode's coordination store is an sql binding")
+    };
+    let store = sql.store().await.unwrap();
+    let select = cluster_health_mcp::backends::sql::StatementRequest {
+        sql: "SELECT called, name, outcome, subject, record FROM chm_audit ORDER BY time".into(),
+        params: vec![],
+    };
+    let rows = store.run(std::slice::from_ref(&select), true).await.unwrap()["rows"].clone();
+    let got: Vec<(String, String, String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t = |k: &str| r[k].as_str().unwrap().to_string();
+            (t("called"), t("name"), t("outcome"), t("subject"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("tool".into(), "list-namespaces".into(), "ok".into(), "anonymous".into()),
+            ("tool".into(), "no-such-tool-here".into(), "refused".into(), "anonymous".into()),
+        ]
+    );
+    let record: Value = serde_json::from_str(rows[0]["record"].as_str().unwrap()).unwrap();
+    assert_eq!(record["requests"][0]["verb"], "list", "{record}");
+}
