@@ -35,6 +35,10 @@ pub struct BackendRequest {
     pub verb: String,
     /// What it was asked of: `Pod team-a/web-1`, a URL path, a table.
     pub target: String,
+    /// Whose identity it carried when not the binding's own: `impersonating alice`, or
+    /// `caller token sha256:…` (a digest of the forwarded Kubernetes token, never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acting_as: Option<String>,
     /// Answered from the binding's read cache: nothing reached the backend.
     pub cached: bool,
     /// `ok`, or the failure's kind (`forbidden`, `timeout`, ...).
@@ -380,6 +384,7 @@ mod tests {
             kind: "kubernetes",
             verb: "list".into(),
             target: "Pod".into(),
+            acting_as: None,
             cached: false,
             outcome: "ok".into(),
         };

@@ -288,3 +288,42 @@ async fn audit_records_go_to_the_coordination_store_when_the_mode_enables_it() {
     let record: Value = serde_json::from_str(rows[0]["record"].as_str().unwrap()).unwrap();
     assert_eq!(record["requests"][0]["verb"], "list", "{record}");
 }
+
+#[tokio::test]
+async fn read_only_refuses_a_rest_route_bound_to_a_destructive_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("route.yaml"),
+        "apiVersion: cluster-health-mcp/v1\nkind: Route\nmetadata: {name: restart}\n\
+         spec:\n  method: POST\n  path: /api/v1/restart\n  tool: restart-workload\n\
+         \x20 arguments: {namespace: body.namespace, kind: body.kind, name: body.name}\n",
+    )
+    .unwrap();
+    let reg = Arc::new(cluster_health_mcp::configure::load_paths(&[dir.path().to_path_buf()], true).unwrap());
+    let body = axum::body::Bytes::from(r#"{"namespace": "shop-frontend", "kind": "Deployment", "name": "checkout"}"#);
+    let post = |active: Arc<cluster_health_mcp::engine::Active>| {
+        let body = body.clone();
+        async move {
+            let uri: axum::http::Uri = "/api/v1/restart".parse().unwrap();
+            let (resp, _) = cluster_health_mcp::routes::serve::dispatch(
+                &active,
+                &axum::http::Method::POST,
+                &uri,
+                &axum::http::HeaderMap::new(),
+                &body,
+            )
+            .await;
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status.as_u16(), String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let open = cluster_health_mcp::configure::activate(reg.clone(), &settings(json!({}))).unwrap();
+    let (status, _) = post(Arc::new(open)).await;
+    assert_eq!(status, 200, "served (a dry run) when not read-only");
+    let read_only = cluster_health_mcp::configure::activate(reg, &settings(json!({"read_only": true}))).unwrap();
+    assert!(!read_only.routes.contains_key("restart"));
+    let (status, body) = post(Arc::new(read_only)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("read-only") && body.contains("nothing was done"), "{body}");
+}

@@ -221,6 +221,11 @@ pub trait Kind: 'static {
         let target = text("url").map(|u| u.split('?').next().unwrap_or_default().to_string()).unwrap_or_default();
         (verb, target)
     }
+    /// Whose identity a request of this binding carries now, for the audit record (None: the
+    /// binding's own credentials). Never a credential: a caller's token appears as a digest.
+    fn acting_as(_client: &Self::Client) -> Option<String> {
+        None
+    }
     /// The binding's rate limit, breaker and retries (see [`resilience`]); None: defaults.
     fn resilience(_binding: &Self::Binding) -> Option<&resilience::ResilienceSpec> {
         None
@@ -378,16 +383,16 @@ macro_rules! kinds {
                 }
             }
 
-            /// A request's kind, verb and target for the audit record.
-            pub fn audit(&self, request: &Request) -> (&'static str, String, String) {
+            /// A request's kind, verb, target and acting identity for the audit record.
+            pub fn audit(&self, request: &Request) -> (&'static str, String, String, Option<String>) {
                 match (self, request) {
                     $( $(#[$cfg])* (Client::$variant(c), Request::$variant(r)) => {
                         let (verb, target) = <$module::$kind as Kind>::audit(c, r);
-                        (<$module::$kind as Kind>::NAME, verb, target)
+                        (<$module::$kind as Kind>::NAME, verb, target, <$module::$kind as Kind>::acting_as(c))
                     } )+
-                    (Client::Unavailable { .. }, _) => ("unavailable", String::new(), String::new()),
+                    (Client::Unavailable { .. }, _) => ("unavailable", String::new(), String::new(), None),
                     #[allow(unreachable_patterns)]
-                    _ => ("unknown", String::new(), String::new()),
+                    _ => ("unknown", String::new(), String::new(), None),
                 }
             }
 
@@ -479,7 +484,7 @@ impl Backends {
         // The audit record names every request of the call (described before it is sent).
         let audited = crate::audit::collecting().then(|| client.audit(&request));
         let answer = self.call_guarded(name, client, request, timeout, effect).await;
-        if let Some((kind, verb, target)) = audited {
+        if let Some((kind, verb, target, acting_as)) = audited {
             let outcome = match &answer {
                 Ok(_) => "ok".to_string(),
                 Err(e) => {
@@ -492,6 +497,7 @@ impl Backends {
                 kind,
                 verb,
                 target,
+                acting_as,
                 cached,
                 outcome,
             });

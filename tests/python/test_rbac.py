@@ -14,6 +14,7 @@ In both, the Secret stays denied for everyone.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from contextlib import asynccontextmanager
@@ -115,7 +116,9 @@ def check_alice_and_bob(alice: list[tuple[bool, str]], bob: list[tuple[bool, str
 
 async def test_caller_token_each_user_sees_only_what_its_rbac_allows(chm_bin: str, server_logs: LogDir, tmp_path: Path) -> None:
     with deadline(60):
-        async with plain_server(chm_bin, server_logs, binding("caller-token", tmp_path)) as url:
+        audit = tmp_path / "audit.jsonl"
+        settings = binding("caller-token", tmp_path) | {"CHM_AUDIT__SINK": "file", "CHM_AUDIT__PATH": str(audit)}
+        async with plain_server(chm_bin, server_logs, settings) as url:
             alice = await calls(url, "alice-token", TODO)
             bob = await calls(url, "bob-token", TODO)
             check_alice_and_bob(alice, bob)
@@ -128,11 +131,22 @@ async def test_caller_token_each_user_sees_only_what_its_rbac_allows(chm_bin: st
             # A token the cluster does not know.
             [(err, text)] = await calls(url, "stolen", [("list-pods", {"namespace": "team-a"})])
             assert err and "401" in text and "not accept" in text, text
+        # The audit records tell the users apart by a digest of their token, never the token.
+        records = [json.loads(line) for line in audit.read_text().splitlines()]
+        acting = [r["requests"][0].get("acting_as") if r["requests"] else None for r in records]
+        assert len({a for a in acting[:4]}) == 1 and acting[0].startswith("caller token sha256:"), acting
+        assert acting[4] != acting[0] and acting[4].startswith("caller token sha256:"), acting
+        [refused] = records[-2]["requests"]  # no token: refused before anything was sent
+        assert refused["outcome"] == "forbidden" and refused["acting_as"].startswith("nobody"), refused
+        text_of_log = audit.read_text()
+        assert not any(t in text_of_log for t in ("alice-token", "bob-token", "admin-token", "stolen")), "tokens never logged"
 
 
 async def test_impersonate_acts_as_the_oauth_user(chm_bin: str, issuer: Issuer, server_logs: LogDir, tmp_path: Path) -> None:  # noqa: F811
+    audit = tmp_path / "audit.jsonl"
+    settings = binding("impersonate", tmp_path) | {"CHM_AUDIT__SINK": "file", "CHM_AUDIT__PATH": str(audit)}
     with deadline(60):
-        async with oauth_server(chm_bin, issuer, server_logs, **binding("impersonate", tmp_path)) as srv:
+        async with oauth_server(chm_bin, issuer, server_logs, **settings) as srv:
 
             def token(user: str, groups: list[str]) -> str:
                 return issuer.token(sub=f"id-{user}", preferred_username=user, groups=groups, scope="mcp:read", aud=srv.mcp_url)
@@ -143,3 +157,10 @@ async def test_impersonate_acts_as_the_oauth_user(chm_bin: str, issuer: Issuer, 
             # bob without his group claim has no binding at all.
             [(err, text)] = await calls(srv.mcp_url, token("bob", []), [("list-pods", {"namespace": "team-b"})])
             assert err and 'User "bob"' in text, text
+    # Each record names the OAuth caller and whom its Kubernetes requests impersonated.
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    first_bob = records[len(TODO)]
+    assert records[0]["identity"]["username"] == "alice", records[0]
+    assert {q["acting_as"] for q in records[0]["requests"]} == {"impersonating alice"}, records[0]
+    assert first_bob["identity"]["username"] == "bob", first_bob
+    assert {q["acting_as"] for q in first_bob["requests"]} == {"impersonating bob (groups team-b-devs)"}, first_bob

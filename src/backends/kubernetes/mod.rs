@@ -92,6 +92,22 @@ impl Kind for Kubernetes {
         client.reference_time()
     }
 
+    fn acting_as(client: &KubernetesBackend) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        match client.who() {
+            Ok(Some(Who::Token(t))) => {
+                let digest: String = Sha256::digest(t.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+                Some(format!("caller token sha256:{digest}"))
+            }
+            Ok(Some(Who::Impersonate(user, groups))) if groups.is_empty() => Some(format!("impersonating {user}")),
+            Ok(Some(Who::Impersonate(user, groups))) => {
+                Some(format!("impersonating {user} (groups {})", groups.join(", ")))
+            }
+            Ok(None) => None,
+            Err(_) => Some(format!("nobody: identity {} without the caller's identity", client.identity.name())),
+        }
+    }
+
     fn audit(_: &KubernetesBackend, request: &KubernetesRequest) -> (String, String) {
         let kind = request.resource.as_ref().map(|r| r.kind.as_str()).unwrap_or("Pod");
         let target = match (request.namespace.as_deref(), request.name.as_deref()) {
