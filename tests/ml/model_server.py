@@ -13,8 +13,9 @@ Models of `train` (features are [cpu_cores, memory_gib] per row):
 - `anomaly-detector`: IsolationForest trained on normal load around (0.5 cores, 1.0 GiB);
   v1 answers `{"predictions": [1 | -1, ...]}` (-1 = anomaly, as the original's model);
   v2 answers outputs `anomalies` (INT64, [n]) and `scores` (FP64, [n], lower = more anomalous).
-- `predictive-analytics`: a linear regressor of next-hour [cpu_cores, memory_gib] from
-  [cpu_cores, memory_gib, hour_of_day]; trained on y = (1.1 cpu + 0.01 hour, 1.05 mem);
+- `predictive-analytics`: a linear regressor of [cpu_cores, memory_gib] at a target hour from
+  [cpu_cores, memory_gib, target hour, target day of week]; trained on y = (1.1 cpu + 0.01
+  hour, 1.05 mem) (the day of week plays no part);
   v1 answers `{"predictions": [[cpu, mem], ...]}`, v2 output `predictions` (FP64, [n, 2]).
 """
 
@@ -36,7 +37,7 @@ def train(out: Path, seed: int) -> None:
     normal = np.column_stack([rng.normal(0.5, 0.05, 2000), rng.normal(1.0, 0.08, 2000)])
     iso = IsolationForest(n_estimators=100, contamination=0.01, random_state=seed).fit(normal)
 
-    x = np.column_stack([rng.uniform(0.1, 2.0, 1000), rng.uniform(0.2, 4.0, 1000), rng.integers(0, 24, 1000)])
+    x = np.column_stack([rng.uniform(0.1, 2.0, 1000), rng.uniform(0.2, 4.0, 1000), rng.integers(0, 24, 1000), rng.integers(0, 7, 1000)])
     y = np.column_stack([1.1 * x[:, 0] + 0.01 * x[:, 2], 1.05 * x[:, 1]]) + rng.normal(0, 0.001, (1000, 2))
     reg = LinearRegression().fit(x, y)
 

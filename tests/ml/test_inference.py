@@ -150,7 +150,7 @@ async def test_a_custom_model_added_by_yaml_is_called_over_v1_and_v2(chm_bin, sh
             assert out["model_v2"] == "anomaly-detector"
 
             # The regressor learnt y = (1.1 cpu + 0.01 hour, 1.05 mem): rows map back in order.
-            rows = [[1.0, 2.0, 10.0], [0.5, 1.0, 0.0]]
+            rows = [[1.0, 2.0, 10.0, 3.0], [0.5, 1.0, 0.0, 6.0]]
             r = await s.call_tool("score-rows", {"model": "predictive-analytics", "rows": rows})
             out = r.structured_content
             for key in ("predictions_v1", "predictions_v2"):
@@ -340,13 +340,25 @@ async def test_predictions_follow_the_model_and_a_model_rejecting_the_rows_degra
             r = await s.call_tool("predict-resource-usage", {"namespace": ns})
             out = r.structured_content
             assert out["count"] == len(keys), out
-            hour = time.gmtime().tm_hour
+            now = time.gmtime()
+            hour = (now.tm_hour + 1) % 24  # the default target: the hour after now
+            assert out["target_time"] == {"hour": hour, "day_of_week": (now.tm_wday + (now.tm_hour == 23)) % 7}, out["target_time"]
             for p in out["predictions"]:
                 k = f'{p["namespace"]}/{p["pod"]}'
                 # y = (1.1 cpu + 0.01 hour, 1.05 mem), within the regressor's noise and the
                 # minute the data moved between our query and the tool's.
                 assert abs(p["cpu_cores_predicted"] - (1.1 * cpu[k] + 0.01 * hour)) < 0.03, (p, cpu[k])
                 assert abs(p["memory_gib_predicted"] - 1.05 * mem[k]) < 0.03, (p, mem[k])
+
+            # A target hour, summed over the namespace: one row, the model's answer for the sums.
+            r = await s.call_tool("predict-resource-usage", {"namespace": ns, "scope": "namespace", "hour": 9, "day_of_week": 2})
+            out = r.structured_content
+            assert out["target_time"] == {"hour": 9, "day_of_week": 2} and out["count"] == 1, out
+            (p,) = out["predictions"]
+            assert p["target"] == ns and p["pod"] is None, p
+            total_cpu, total_mem = sum(cpu.values()), sum(mem.values())
+            assert abs(p["cpu_cores_predicted"] - (1.1 * total_cpu + 0.09)) < 0.05, (p, total_cpu)
+            assert abs(p["memory_gib_predicted"] - 1.05 * total_mem) < 0.05, (p, total_mem)
 
 
 ISVC = """apiVersion: serving.kserve.io/v1beta1
@@ -834,3 +846,33 @@ async def test_the_analyze_route_keeps_the_original_contract(chm_bin, feature_mo
         async with http_chm(chm_bin, dead_prometheus, tmp_path / "chm2.log") as base:
             r = httpx.post(f"{base}/api/v1/anomalies/analyze", json={}, timeout=60)
             assert r.status_code == 503 and r.json()["code"] == "PROMETHEUS_UNAVAILABLE", r.json()
+
+
+async def test_the_predict_route_keeps_the_original_contract(chm_bin, trained, prometheus, tmp_path) -> None:
+    """POST /api/v1/predict (tools.d/ml/routes.yaml) over HTTP onto predict-resource-usage:
+    one target per scope, both spellings, the original's error codes."""
+    url = prometheus["PROMETHEUS_URL"]
+    ns_cpu = sum(prom_vector(url, 'sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{container!="",namespace="payments"}[5m]))').values())
+    with anyio.fail_after(180), model_server(trained, tmp_path / "kserve.log") as server:
+        args = [
+            "--mode", "full", "--snapshot", "builtin:demo", "--set", f"backends.prometheus.url={url}",
+            "--set", f"backends.predictive-analytics.base_url={server.url}",
+        ]  # fmt: skip
+        async with http_chm(chm_bin, args, tmp_path / "chm.log") as base:
+            for body in ({"namespace": "payments", "hour": 9, "day_of_week": 2}, {"namespace": "payments", "hour": 9, "dayOfWeek": 2, "modelName": "predictive-analytics"}):
+                r = httpx.post(f"{base}/api/v1/predict", json=body, timeout=60)
+                out = r.json()
+                assert r.status_code == 200 and out["status"] == "success", out
+                assert out["scope"] == "namespace" and out["target"] == "payments", out
+                assert out["target_time"] == {"hour": 9, "day_of_week": 2, "iso_timestamp": None}, out
+                assert abs(out["predictions"]["cpu_cores"] - (1.1 * ns_cpu + 0.09)) < 0.05, (out, ns_cpu)
+                assert out["predictions"]["cpu_percent"] is None and out["model_info"]["name"] == "model predictive-analytics (v1)", out
+                assert abs(out["current_metrics"]["cpu_rolling_mean"] - ns_cpu) < 0.02, (out, ns_cpu)
+            r = httpx.post(f"{base}/api/v1/predict", json={"hour": 12}, timeout=60)
+            assert r.status_code == 200 and r.json()["scope"] == "cluster" and r.json()["target"] == "cluster", r.json()
+            for body, status, code in (({"hour": 24}, 400, "INVALID_REQUEST"), ({"hour": 3, "model": "no-such-model"}, 400, "MODEL_NOT_FOUND")):
+                r = httpx.post(f"{base}/api/v1/predict", json=body, timeout=60)
+                assert r.status_code == status and r.json()["code"] == code, (body, r.json())
+            server.stop()
+            r = httpx.post(f"{base}/api/v1/predict", json={"hour": 3}, timeout=60)
+            assert r.status_code == 503 and r.json()["code"] == "KSERVE_UNAVAILABLE", r.json()
