@@ -22,7 +22,11 @@ use crate::spec::model::BackendSpec;
 
 /// Load and compile the catalogue the settings describe.
 pub fn load_catalogue(settings: &Settings) -> Result<Registry, Vec<Diagnostic>> {
-    load_paths(&settings.spec_paths(), settings.embedded_catalogue())
+    let reg = load_paths(&settings.spec_paths(), settings.embedded_catalogue())?;
+    for w in &reg.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(reg)
 }
 
 /// Load `paths` over the embedded catalogue (when `embedded`), then compile: the registry,

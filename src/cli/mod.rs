@@ -212,6 +212,9 @@ pub(crate) fn load_from(paths: &[PathBuf], embedded: bool) -> Result<crate::engi
 /// Activate the settings' mode over a fresh registry.
 pub(crate) fn activate(settings: &Settings) -> Result<crate::engine::Active, ExitCode> {
     let reg = load_registry(settings)?;
+    for w in &reg.warnings {
+        tracing::warn!("{w}");
+    }
     crate::configure::activate(std::sync::Arc::new(reg), settings).map_err(|e| {
         let _ = writeln!(std::io::stderr(), "error: {e}");
         ExitCode::from(2)
