@@ -8,6 +8,7 @@
 #   .deps/venv/            Python venv: mcp, pytest, pyyaml, httpx, kubectl, Helm
 #                          (helm-python-sdk), kubernetes-validate
 #   .deps/ml-venv/         Python venv: kserve, scikit-learn (the model server of tests/ml)
+#   .deps/st-venv/         Python venv: schemathesis (fuzzes the served /openapi.json)
 #   .deps/bin/             node, npm, npx (all on Node 22), conformance,
 #                          mcp-inspector, python/pytest (venv), pg tools
 #
@@ -168,6 +169,29 @@ then
 fi
 "$ML_VENV/bin/python" -c 'import kserve, sklearn, joblib, numpy' || die "ml-venv imports failed (kserve, scikit-learn)"
 
+# ------------------------------------- schemathesis venv (OpenAPI property tests)
+# tests/python/test_contract.py runs `schemathesis run` against the served /openapi.json. It
+# pins its own hypothesis/pytest ranges: a venv of its own keeps the test venv's pins intact.
+ST_VENV="$DEPS/st-venv"
+ST_REQS=(schemathesis==4.32.5)
+if [[ ! -x "$ST_VENV/bin/python" ]]; then
+  log "creating venv $ST_VENV"
+  python3 -m venv "$ST_VENV" || die "python3 -m venv $ST_VENV failed"
+fi
+if ! "$ST_VENV/bin/python" - "${ST_REQS[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+for req in sys.argv[1:]:
+    name, want = req.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+then
+  log "installing ${ST_REQS[*]} into $ST_VENV"
+  "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ST_REQS[@]}" >&2
+fi
+"$ST_VENV/bin/schemathesis" --version >/dev/null 2>&1 || die "schemathesis does not run from $ST_VENV"
+
 # ------------------------------------------------------- Debian packages
 need_apt=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
@@ -206,4 +230,5 @@ v_bh="$(buildah --version | awk '{print $3}')"
 v_kc="$("$DEPS/bin/kubectl" version --client -o json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
 v_kv="$("$VENV/bin/python" -c 'import kubernetes_validate as k; print(k.latest_version())')"
 v_ks="$("$ML_VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("kserve"), "/ scikit-learn", v("scikit-learn"))')"
-echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, oauth2-mock-server $v_oauth, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kserve $v_ks, kubernetes schemas <= $v_kv (deps in $DEPS)"
+v_st="$("$ST_VENV/bin/python" -c 'from importlib.metadata import version as v; print(v("schemathesis"))')"
+echo "test-deps OK: node $NODE_VER, conformance $v_conf, inspector $v_insp, oauth2-mock-server $v_oauth, python-mcp $v_mcp, pytest $v_pyt, prometheus $v_prom, postgres $v_pg, hyperfine $v_hf, kubectl $v_kc, buildah $v_bh, helm $HELM_VER, kserve $v_ks, schemathesis $v_st, kubernetes schemas <= $v_kv (deps in $DEPS)"

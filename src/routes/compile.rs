@@ -88,6 +88,15 @@ fn references_with_depth(source: &str) -> Vec<(Origin, String, bool)> {
         .collect()
 }
 
+/// An input's schema as a request value: integers are 64-bit (a larger number in a query or
+/// body is refused, so the document says so).
+fn request_schema(mut schema: Value) -> Value {
+    if schema.get("type") == Some(&json!("integer")) && schema.get("format").is_none() {
+        schema["format"] = json!("int64");
+    }
+    schema
+}
+
 fn content_type(given: &Option<String>) -> String {
     given.clone().unwrap_or_else(|| "application/json".into())
 }
@@ -187,7 +196,7 @@ fn compile_route(
             continue;
         };
         check_template(src, &ptr, expr, true, &request_scope, &HashSet::new(), &mut sink, diags);
-        let schema = input_schema(i);
+        let schema = request_schema(input_schema(i));
         refs.check(src, &ptr, expr, Some((&schema, i.required && i.default.is_none())), diags);
         if let Ok(e) = template::compile_shaping_expr(expr) {
             arguments.push((input.clone(), e));
@@ -213,7 +222,7 @@ fn compile_route(
         };
         refs.params.insert(
             (origin, name.clone()),
-            Param { schema: input_schema(i), required: i.required && i.default.is_none() },
+            Param { schema: request_schema(input_schema(i)), required: i.required && i.default.is_none() },
         );
         match template::compile_shaping_expr(&source) {
             Ok(e) => arguments.push((name.clone(), e)),
@@ -323,6 +332,22 @@ fn compile_route(
             ));
         }
     }
+    // Aliases of body fields: the field's schema under the other name, never required.
+    for (i, (field, alias)) in spec.aliases.iter().enumerate() {
+        let ptr = format!("/spec/aliases/{}", pointer_segment(field));
+        let Some(p) = refs.params.get(&(Origin::Body, field.clone())).cloned() else {
+            diags.push(src.diag(&ptr, format!("`{field}` is not a body field this route reads"), None));
+            continue;
+        };
+        let clash = field == alias
+            || refs.params.contains_key(&(Origin::Body, alias.clone()))
+            || spec.aliases.iter().enumerate().any(|(j, (f, a))| j != i && (a == alias || f == alias));
+        if clash {
+            diags.push(src.diag(&ptr, format!("alias `{alias}` is already a body field or another alias"), None));
+            continue;
+        }
+        refs.params.insert((Origin::Body, alias.clone()), Param { schema: p.schema, required: false });
+    }
     if diags.len() > before {
         return None;
     }
@@ -341,6 +366,7 @@ fn compile_route(
         arguments,
         params,
         reads_body,
+        aliases: spec.aliases.iter().map(|(f, a)| (f.clone(), a.clone())).collect(),
         response,
         errors,
         templates,

@@ -51,6 +51,8 @@ pub struct Route {
     pub params: BTreeMap<(Origin, String), Param>,
     /// Whether the route reads the body at all.
     pub reads_body: bool,
+    /// Body field -> its other spelling (read as the field; both at once are refused).
+    pub aliases: Vec<(String, String)>,
     pub response: Response,
     pub errors: Vec<ErrorResponse>,
     /// Compiled text templates of the response and error bodies.

@@ -71,6 +71,11 @@ fn operation(route: &Route) -> Value {
         if !body_required.is_empty() {
             schema["required"] = json!(body_required);
         }
+        // A field and its alias: either, not both.
+        let both: Vec<Value> = route.aliases.iter().map(|(f, a)| json!({"required": [f, a]})).collect();
+        if !both.is_empty() {
+            schema["not"] = json!({"anyOf": both});
+        }
         op["requestBody"] =
             json!({"required": !body_required.is_empty(), "content": content("application/json", &schema)});
     }

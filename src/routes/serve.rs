@@ -217,12 +217,30 @@ fn request_scope(
         }
         v
     };
+    let body = read_aliases(route, body)?;
     let mut scope = Map::new();
     scope.insert("path".into(), Value::Object(path));
     scope.insert("query".into(), Value::Object(query));
     scope.insert("headers".into(), Value::Object(headers));
     scope.insert("body".into(), body);
     Ok(scope)
+}
+
+/// A body field given under its alias is read as the field; both at once is an error.
+fn read_aliases(route: &Route, mut body: Value) -> Result<Value, String> {
+    let Some(m) = body.as_object_mut() else { return Ok(body) };
+    for (field, alias) in &route.aliases {
+        match (m.contains_key(field), m.contains_key(alias)) {
+            (true, true) => return Err(format!("give `{field}` or `{alias}`, not both")),
+            (false, true) => {
+                if let Some(v) = m.remove(alias) {
+                    m.insert(field.clone(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(body)
 }
 
 /// How a failure is named, with its message.

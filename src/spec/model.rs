@@ -695,6 +695,12 @@ pub struct RouteSpec {
     /// PATCH) of the same name. Query and path values are converted to the input's type.
     #[serde(default)]
     pub arguments: IndexMap<String, String>,
+    /// Other spellings of JSON body fields, field -> alias (e.g. `affected_resources:
+    /// affectedResources`, the camelCase the original MCP server sent). A body may give either:
+    /// an alias is read as its field; a body giving both is refused with 400.
+    /// The OpenAPI body lists both with the field's schema and says "not both".
+    #[serde(default)]
+    pub aliases: IndexMap<String, String>,
     /// The success response.
     #[serde(default)]
     pub response: RouteResponseSpec,
