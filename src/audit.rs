@@ -208,6 +208,35 @@ pub fn note(request: BackendRequest) {
     let _ = REQUESTS.try_with(|r| r.lock().unwrap_or_else(|e| e.into_inner()).push(request));
 }
 
+static RUNNER: std::sync::OnceLock<Arc<Audit>> = std::sync::OnceLock::new();
+
+/// Make `audit` the sink of the workflow runner's tool calls (`serve` does, once).
+pub fn install(audit: Arc<Audit>) {
+    let _ = RUNNER.set(audit);
+}
+
+/// Run a tool call the workflow runner makes for a workflow, recorded like an MCP call with
+/// the workflow as the caller (`source: workflow`, subject `workflow:<id>`); `judge` says how
+/// the call ended.
+pub async fn runner_call<T, F: Future<Output = T>>(
+    active: &crate::engine::Active,
+    workflow: &str,
+    tool: &str,
+    args: &Map<String, Value>,
+    fut: F,
+    judge: impl Fn(&T) -> (Outcome, Option<String>),
+) -> T {
+    let Some(audit) = RUNNER.get().filter(|a| a.enabled(active)) else { return fut.await };
+    let started = std::time::Instant::now();
+    let (out, requests) = collect(fut).await;
+    let who = Identity::workflow(workflow);
+    let mut record = Record::new(Some(&who), Called::Tool, tool, args);
+    record.requests = requests;
+    let (outcome, message) = judge(&out);
+    audit.record(active, record.finish(outcome, message, started.elapsed())).await;
+    out
+}
+
 /// The audit sink of a server.
 pub struct Audit {
     sink: Sink,

@@ -24,6 +24,8 @@ pub enum Source {
     /// A JWT access token validated against the issuer's keys (`mcp::auth`).
     #[serde(rename = "oauth")]
     OAuth,
+    /// The workflow runner, calling a tool for a stored (approved) workflow.
+    Workflow,
 }
 
 /// A caller's validated identity. Never holds a credential: the token it came from is not
@@ -69,6 +71,16 @@ impl Identity {
             source: Source::StaticToken,
             subject: "static-token".into(),
             username: "static-token".into(),
+            ..Identity::anonymous()
+        }
+    }
+
+    /// The workflow runner acting for workflow `id`.
+    pub fn workflow(id: &str) -> Identity {
+        Identity {
+            source: Source::Workflow,
+            subject: format!("workflow:{id}"),
+            username: "workflow-runner".into(),
             ..Identity::anonymous()
         }
     }

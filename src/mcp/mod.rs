@@ -81,6 +81,7 @@ pub async fn serve(args: &ServeArgs, settings: Settings, active: crate::engine::
     crate::backends::sql::start(&active.backends).await.map_err(anyhow::Error::msg)?;
     let audit = crate::audit::Audit::new(&settings.audit).map_err(anyhow::Error::msg)?;
     let state = state::State::with(active, audit, settings.confirm_destructive);
+    crate::audit::install(state.audit.clone());
     let _reloader = if settings.reload { reload::spawn(state.clone(), settings.clone()) } else { None };
     // Durable workflows run in the background over the registry in force (idle when no
     // `workflows` binding is enabled).

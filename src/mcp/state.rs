@@ -56,7 +56,7 @@ pub struct State {
     pub reload_errors: RwLock<Vec<String>>,
     pub metrics: Metrics,
     /// Where audit records go (nowhere unless configured).
-    pub audit: crate::audit::Audit,
+    pub audit: Arc<crate::audit::Audit>,
     /// Ask for confirmation before a destructive call changes anything (MCP elicitation, or
     /// the dry run first and an explicit `confirm` argument).
     pub confirm_destructive: bool,
@@ -77,7 +77,7 @@ impl State {
             changes,
             reload_errors: RwLock::new(Vec::new()),
             metrics: Metrics::default(),
-            audit,
+            audit: Arc::new(audit),
             confirm_destructive,
         })
     }

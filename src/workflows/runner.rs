@@ -378,8 +378,21 @@ async fn call_tool(
             retry: false,
         });
     };
-    let call = invoke::run(&active, &t.proc, &args, None, lost);
-    match tokio::time::timeout(step.timeout, call).await {
+    let call = tokio::time::timeout(step.timeout, invoke::run(&active, &t.proc, &args, None, lost));
+    let workflow = ctx
+        .get_attr(super::WORKFLOW_VAR)
+        .and_then(|w| w.get_attr("id"))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_none())
+        .map(|v| v.to_string());
+    let judge = |r: &Result<Result<invoke::Outcome, invoke::Error>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(o)) if o.error.is_none() => (crate::audit::Outcome::Ok, None),
+        Ok(Ok(o)) => (crate::audit::Outcome::Error, o.error.clone()),
+        Ok(Err(e)) => (crate::audit::Outcome::Error, Some(e.to_string())),
+        Err(_) => (crate::audit::Outcome::Error, Some(format!("no answer within {:?}", step.timeout))),
+    };
+    let id = workflow.unwrap_or_else(|| def.name.clone());
+    match crate::audit::runner_call(&active, &id, tool, &args, call, judge).await {
         Err(_) => {
             Err(Failure { message: format!("tool `{tool}` gave no answer within {:?}", step.timeout), retry: true })
         }

@@ -149,3 +149,31 @@ async def test_elicitation_confirms_a_destructive_call_and_every_call_is_audited
     assert all(q["backend"] == "kubernetes" and q["kind"] == "kubernetes" for q in applied["requests"]), applied
     route = log[5]
     assert route["route"] == "GET /health" and route["tool"] == "get-server-health", route
+
+
+async def test_a_workflows_tool_calls_are_audited_as_the_workflow(chm_bin: str, server_logs: LogDir, tmp_path: Path) -> None:
+    from conftest import http_server
+    from test_workflows import Counting, call, spec_args, wait_status
+    from test_workflows import session as wf_session
+
+    audit = tmp_path / "audit.jsonl"
+    counting = Counting()
+    try:
+        args = spec_args("sqlite::memory:", counting.url) + ["--set", "audit.sink=file", "--set", f"audit.path={audit}"]
+        with deadline(60):
+            async with http_server(chm_bin, args, server_logs) as srv:
+                async with wf_session(srv.mcp_url) as s:
+                    wf = (await call(s, "start-workflow", workflow="slow-act", arguments={"delay": 0}, dry_run=False))["workflow_id"]
+                    w = await wait_status(s, wf, {"completed", "failed"})
+                    assert w["status"] == "completed", w
+    finally:
+        counting.close()
+    by_runner = [r for r in records(audit) if r["identity"]["source"] == "workflow"]
+    assert [r["name"] for r in by_runner] == ["look", "act", "look"], by_runner
+    for r in by_runner:
+        assert r["identity"]["subject"] == f"workflow:{wf}" and r["outcome"] == "ok", r
+    act = by_runner[1]
+    assert act["arguments"]["dry_run"] is False and act["arguments"]["wf"] == wf, act
+    assert [(q["verb"], q["target"].rsplit("/", 1)[-1]) for q in act["requests"]] == [("POST", "act")], act
+    started = next(r for r in records(audit) if r["name"] == "start-workflow")
+    assert started["identity"]["source"] == "anonymous" and started["outcome"] == "ok", started
