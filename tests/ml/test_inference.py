@@ -802,6 +802,7 @@ ANALYZE_CASES = [
     ("label-selector", {"labelSelector": "app=batch-inference", "timeRange": "1h"}, 200, None),
     ("original-score-threshold-is-not-a-z-score", {"namespace": "ml-serving", "threshold": 0.7}, 200, None),
     ("bad-time-range", {"time_range": "2h"}, 400, "INVALID_REQUEST"),
+    ("both-spellings", {"time_range": "1h", "timeRange": "6h"}, 400, "INVALID_REQUEST"),
     ("bad-pod-name", {"pod": "Not A Pod"}, 400, "INVALID_REQUEST"),
     ("unknown-model", {"namespace": "ml-serving", "model_name": "no-such-model"}, 400, "MODEL_NOT_FOUND"),
 ]
