@@ -12,7 +12,8 @@ the coordination store on a SQLite file in tmp.
   256Mi request kept, and its pods were rolled out as a Deployment controller would: the old pod
   is gone, get-pod on each new one shows the 640Mi limit;
 - the REST routes answer the same workflow (GET /api/v1/workflows/{id}, 404 for another id);
-- restart on the same SQLite file: the workflows are still there (get-remediation-status,
+- restart on the same SQLite file: the incident (create-incident, whose id the runs carry) and
+  the workflows are still there (get-incident with its workflows, get-remediation-status,
   list-remediation-history, cluster://remediation-history).
 
 Run: PATH=$PWD/.deps/bin:$PATH pytest -q tests/python/test_remediation.py
@@ -78,9 +79,13 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 )
                 args = rec["trigger_remediation"]
                 assert args["dry_run"] is True
+                made, _ = await call(s, "create-incident", title="product-catalog OOMKilled", severity="high",
+                                     description="the container is killed at its 256Mi limit", target="shop-frontend/product-catalog",
+                                     namespace=NS, affected_resources=[f"Pod/{OOM_POD}"])
+                inc = made["incident_id"]
 
                 # Dry run: the plan and each write's patch; nothing changes.
-                dry, text = await call(s, "trigger-remediation", **args, incident_id="inc-demo-1")
+                dry, text = await call(s, "trigger-remediation", **args, incident_id=inc)
                 assert (dry["workflow"], dry["deployment_method"], dry["state"], dry["dry_run"]) == (
                     "oomkilled-raise-memory-limit", "manual", "completed", True
                 ), dry
@@ -102,7 +107,7 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 assert limit_of(pod["containers"], "product-catalog") == ("256Mi", "256Mi"), "a dry run changes nothing"
 
                 # For real: the workflow previews, then waits for approval.
-                real, text = await call(s, "trigger-remediation", **{**args, "dry_run": False}, incident_id="inc-demo-1")
+                real, text = await call(s, "trigger-remediation", **{**args, "dry_run": False}, incident_id=inc)
                 wf = real["workflow_id"]
                 assert (real["state"], real["status"]) == ("awaiting_approval", "pending"), real
                 assert real["awaiting_approval"] == (
@@ -117,7 +122,7 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 assert (approved["state"], approved["approved_by"]) == ("completed", "alice"), approved
                 status, text = await call(s, "get-remediation-status", id=wf)
                 assert (status["status"], status["incident_id"], status["remediator"]) == (
-                    "completed", "inc-demo-1", "oomkilled-raise-memory-limit"
+                    "completed", inc, "oomkilled-raise-memory-limit"
                 ), status
                 assert [(x["order"], x["name"], x["status"]) for x in status["steps"]] == [
                     (1, "detect", "completed"), (2, "plan", "completed"), (3, "approve", "completed"),
@@ -158,10 +163,13 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
             async with session(srv.mcp_url) as s:
                 status, _ = await call(s, "get-remediation-status", id=wf)
                 assert (status["status"], len(status["steps"])) == ("completed", 5), status
-                history, _ = await call(s, "list-remediation-history", incident_id="inc-demo-1")
+                history, _ = await call(s, "list-remediation-history", incident_id=inc)
                 assert history["total"] == 2, history  # the dry run and the real one
                 assert {w["id"] for w in history["workflows"]} >= {wf, dry["workflow_id"]}
                 assert all(w["resource"] == f"Pod/{OOM_POD}" for w in history["workflows"])
+                incident, _ = await call(s, "get-incident", id=inc)
+                assert (incident["incident"]["title"], incident["incident"]["status"]) == ("product-catalog OOMKilled", "active"), incident
+                assert {w["id"]: w["status"] for w in incident["workflows"]} == {wf: "completed", dry["workflow_id"]: "completed"}, incident
                 everything, _ = await call(s, "list-remediation-history")
                 assert everything["total"] == 3, everything
                 res = await s.read_resource("cluster://remediation-history")
