@@ -7,8 +7,9 @@ the coordination store on a SQLite file in tmp.
 - trigger-remediation, dry run: workflow oomkilled-raise-memory-limit (deployed manually)
   completes; its plan's patch raises the limit x2.5 to 640Mi (with max_memory=512Mi: capped at
   512Mi); nothing changed;
-- run for real: the workflow stops at its approval gate with the question; approve-remediation
-  lets it finish: completed, five steps in order; the Deployment's template says 640Mi with the
+- run for real: unconfirmed, the server answers the dry run (this client cannot elicit);
+  with `confirm: true` the workflow stops at its approval gate with the question;
+  approve-remediation (confirmed too) lets it finish: completed, five steps in order; the Deployment's template says 640Mi with the
   256Mi request kept, and its pods were rolled out as a Deployment controller would: the old pod
   is gone, get-pod on each new one shows the 640Mi limit;
 - the REST routes answer the same workflow (GET /api/v1/workflows/{id}, 404 for another id);
@@ -106,8 +107,13 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 pod, _ = await call(s, "get-pod", namespace=NS, name=OOM_POD)
                 assert limit_of(pod["containers"], "product-catalog") == ("256Mi", "256Mi"), "a dry run changes nothing"
 
-                # For real: the workflow previews, then waits for approval.
-                real, text = await call(s, "trigger-remediation", **{**args, "dry_run": False}, incident_id=inc)
+                # For real. A destructive call is confirmed first (this client cannot be asked
+                # through elicitation): without `confirm` the answer is the dry run's.
+                preview, text = await call(s, "trigger-remediation", **{**args, "dry_run": False}, incident_id=inc)
+                assert text.startswith("DRY RUN ONLY: nothing was changed.") and preview["dry_run"] is True, text
+                assert preview["state"] == "completed", preview
+                # Confirmed, the workflow previews its change, then waits for approval.
+                real, text = await call(s, "trigger-remediation", **{**args, "dry_run": False}, incident_id=inc, confirm=True)
                 wf = real["workflow_id"]
                 assert (real["state"], real["status"]) == ("awaiting_approval", "pending"), real
                 assert real["awaiting_approval"] == (
@@ -118,7 +124,9 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 pod, _ = await call(s, "get-pod", namespace=NS, name=OOM_POD)
                 assert limit_of(pod["containers"], "product-catalog") == ("256Mi", "256Mi"), "nothing before approval"
 
-                approved, _ = await call(s, "approve-remediation", id=wf, approved_by="alice")
+                unconfirmed = await s.call_tool("approve-remediation", {"id": wf, "approved_by": "alice"})
+                assert unconfirmed.is_error and "Not applied" in unconfirmed.content[0].text
+                approved, _ = await call(s, "approve-remediation", id=wf, approved_by="alice", confirm=True)
                 assert (approved["state"], approved["approved_by"]) == ("completed", "alice"), approved
                 status, text = await call(s, "get-remediation-status", id=wf)
                 assert (status["status"], status["incident_id"], status["remediator"]) == (
@@ -164,14 +172,16 @@ async def test_an_oomkilled_pod_is_remediated_end_to_end_and_the_workflow_surviv
                 status, _ = await call(s, "get-remediation-status", id=wf)
                 assert (status["status"], len(status["steps"])) == ("completed", 5), status
                 history, _ = await call(s, "list-remediation-history", incident_id=inc)
-                assert history["total"] == 2, history  # the dry run and the real one
-                assert {w["id"] for w in history["workflows"]} >= {wf, dry["workflow_id"]}
+                assert history["total"] == 3, history  # the dry run, the unconfirmed call's dry run, the real one
+                assert {w["id"] for w in history["workflows"]} == {wf, dry["workflow_id"], preview["workflow_id"]}
                 assert all(w["resource"] == f"Pod/{OOM_POD}" for w in history["workflows"])
                 incident, _ = await call(s, "get-incident", id=inc)
                 assert (incident["incident"]["title"], incident["incident"]["status"]) == ("product-catalog OOMKilled", "active"), incident
-                assert {w["id"]: w["status"] for w in incident["workflows"]} == {wf: "completed", dry["workflow_id"]: "completed"}, incident
+                assert {w["id"]: w["status"] for w in incident["workflows"]} == {
+                    wf: "completed", dry["workflow_id"]: "completed", preview["workflow_id"]: "completed"
+                }, incident
                 everything, _ = await call(s, "list-remediation-history")
-                assert everything["total"] == 3, everything
+                assert everything["total"] == 4, everything
                 res = await s.read_resource("cluster://remediation-history")
                 listed = json.loads(res.contents[0].text)
-                assert listed["total"] == 3 and wf in {w["id"] for w in listed["workflows"]}, listed
+                assert listed["total"] == 4 and wf in {w["id"] for w in listed["workflows"]}, listed
