@@ -180,6 +180,41 @@ async fn every_tool_matches_its_golden_output_on_the_demo_cluster() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// The same registry with every step's projection removed: list answers kept whole.
+fn demo_unprojected() -> Active {
+    let mut reg = cluster_health_mcp::engine::compile::load_registry(&[root().join("tools.d"), root().join("modes")])
+        .unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")));
+    // Routes, workflows, prompts and resources hold tools too; they are not needed here.
+    reg.routes.clear();
+    reg.workflows.clear();
+    reg.prompts.clear();
+    reg.resources.clear();
+    for tool in reg.tools.values_mut().filter_map(Arc::get_mut) {
+        tool.proc.steps.iter_mut().for_each(|s| s.projection = None);
+    }
+    Active::new(Arc::new(reg), "demo").unwrap()
+}
+
+#[tokio::test]
+async fn projected_list_answers_shape_exactly_as_whole_ones() {
+    let (projected, whole) = (demo(), demo_unprojected());
+    let health = &projected.tools["get-cluster-health"].proc;
+    let pods = health.steps.iter().find(|s| s.name == "pods").unwrap();
+    let kept = pods.projection.as_ref().expect("get-cluster-health reads a few fields of each pod").to_string();
+    assert!(kept.contains("status") && !kept.contains("labels"), "{kept}");
+    for (name, tool, args) in cases() {
+        assert!(whole.tools[tool].proc.steps.iter().all(|s| s.projection.is_none()), "{tool} is unprojected");
+        let (a, b) = (call(&projected, tool, args.clone()).await, call(&whole, tool, args).await);
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.structured, b.structured, "{name}: structured");
+                assert_eq!(a.text, b.text, "{name}: text");
+            }
+            (a, b) => assert_eq!(a.err(), b.err(), "{name}: errors"),
+        }
+    }
+}
+
 /// Read a List file of the snapshot.
 fn items(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -252,8 +287,9 @@ async fn secret_values_are_masked_whatever_tool_asks() {
         let key = (String::new(), "v1".to_string(), "secrets".to_string());
         s.objects.entry(key).or_default().insert(
             ("payments".into(), "db-credentials".into()),
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-credentials", "namespace": "payments"},
-                   "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "admin"}}),
+            cluster_health_mcp::snapshot::Stored::new(&json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "db-credentials", "namespace": "payments"},
+                   "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "admin"}})),
         );
     }
     let get = call(

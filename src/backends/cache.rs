@@ -87,6 +87,8 @@ pub struct Cached {
     pub value: Arc<Value>,
     /// None: fetched by this call.
     pub age: Option<Duration>,
+    /// The value is held by a read cache (later calls may get the same value).
+    pub shared: bool,
 }
 
 impl Cache {
@@ -149,7 +151,7 @@ impl Cache {
             .map_err(|e: Arc<Error>| (*e).clone())?;
         // Fetched by this call (or by a concurrent one it waited for): fresh.
         let age = (entry.fetched < started).then(|| entry.fetched.elapsed());
-        Ok(Cached { value: entry.value, age })
+        Ok(Cached { value: entry.value, age, shared: true })
     }
 
     /// Answers held now (approximate: expired entries leave lazily).

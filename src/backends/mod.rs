@@ -527,7 +527,7 @@ impl Backends {
                 let class = request.cache_class().map(str::to_owned);
                 cache.get_or_fetch(key, class.as_deref(), send(request)).await
             }
-            None => Ok(cache::Cached { value: Arc::new(send(request).await?), age: None }),
+            None => Ok(cache::Cached { value: Arc::new(send(request).await?), age: None, shared: false }),
         }
     }
 

@@ -267,6 +267,8 @@ pub fn empty_procedure() -> Procedure {
         output_schema: serde_json::Map::new(),
         requires: Vec::new(),
         libraries: BTreeMap::new(),
+        volatile: false,
+        memo: Default::default(),
     }
 }
 
@@ -400,6 +402,8 @@ fn compile_procedure(
         requires.push(req.clone());
     }
     let mut templates = template::Templates::default();
+    let reads = super::projection::of_procedure(p.steps, p.output);
+    let mut projections = reads.projections;
     for (name, step) in p.steps {
         let base = format!("/spec/steps/{}", pointer_segment(name));
         let call_key = step.call.kind_name();
@@ -551,6 +555,10 @@ fn compile_procedure(
             request,
             effect,
             checks,
+            projection: projections
+                .remove(name)
+                .filter(|p| *p != super::projection::Projection::All)
+                .map(std::sync::Arc::new),
         });
     }
     check_cycles(src, &steps, diags);
@@ -690,6 +698,8 @@ fn compile_procedure(
         output_schema,
         requires,
         libraries,
+        volatile: reads.volatile,
+        memo: Default::default(),
     })
 }
 

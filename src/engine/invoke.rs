@@ -3,7 +3,7 @@
 //! it is sent, extract, and shape the structured and text output.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -139,6 +139,8 @@ pub async fn run(
     scope.insert("backends".into(), template::to_value(&active.backend_flags()));
     scope.extend(proc.libraries.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut results: HashMap<String, Arc<Value>> = HashMap::new();
+    // Every step answered from a read cache (or skipped): the outcome may come from the memo.
+    let mut memoizable = !proc.volatile;
     let mut data_age: Option<Duration> = None;
     let mut sections = Map::new();
     // How long each step took (`timings.<step>.ms`), for health probes and diagnostics.
@@ -175,7 +177,8 @@ pub async fn run(
         let ms = (took.as_secs_f64() * 100_000.0).round() / 100.0;
         timings.insert(step.name.clone(), json!({"ms": ms}));
         match outcome {
-            StepOutcome::Done(v, age) => {
+            StepOutcome::Done(v, age, shared) => {
+                memoizable &= shared;
                 if step.optional || step.when.is_some() {
                     sections.insert(step.name.clone(), json!({"status": "ok"}));
                 }
@@ -184,9 +187,12 @@ pub async fn run(
             }
             StepOutcome::Skipped(reason) => {
                 sections.insert(step.name.clone(), json!({"status": "skipped", "reason": reason}));
-                results.insert(step.name.clone(), Arc::new(Value::Null));
+                // One shared null: a skipped step does not keep the outcome from the memo.
+                static SKIPPED: std::sync::LazyLock<Arc<Value>> = std::sync::LazyLock::new(|| Arc::new(Value::Null));
+                results.insert(step.name.clone(), SKIPPED.clone());
             }
             StepOutcome::Failed(f) if step.optional => {
+                memoizable = false;
                 tracing::warn!(step = %step.name, message = %f.message, "optional step degraded");
                 sections
                     .insert(step.name.clone(), json!({"status": "unavailable", "kind": f.kind, "reason": f.message}));
@@ -212,6 +218,20 @@ pub async fn run(
         });
     }
 
+    let memo_key = memoizable.then(|| {
+        let clock = active.backends.reference_time().map(|t| t.to_rfc3339()).unwrap_or_default();
+        let flags = serde_json::to_string(&active.backend_flags()).unwrap_or_default();
+        format!(
+            "{}\u{0}{flags}\u{0}{}\u{0}{clock}",
+            serde_json::to_string(&args).unwrap_or_default(),
+            active.response_budget
+        )
+    });
+    if let Some(key) = &memo_key
+        && let Some(o) = proc.memo.get(key, &results)
+    {
+        return Ok(Outcome { data_age, ..o });
+    }
     for (k, v) in &results {
         scope.insert(k.clone(), json_view::view(v.clone()));
     }
@@ -242,12 +262,61 @@ pub async fn run(
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(shaped),
         _ => shaped(),
     };
-    outcome.map(|o| Outcome { data_age, ..o })
+    let outcome = outcome?;
+    if let Some(key) = memo_key {
+        proc.memo.put(key, &results, &outcome);
+    }
+    Ok(Outcome { data_age, ..outcome })
+}
+
+/// Shaped outcomes of recent calls whose every step answer came from a read cache. The same
+/// arguments and the same cached answers (the very same values, compared by pointer) shape
+/// to the same outcome, so it is reused: shaping thousands of objects is most of a warm call.
+/// Procedures that read the clock or the steps' timings are never memoized.
+#[derive(Default)]
+pub struct Memo(Mutex<Vec<MemoEntry>>);
+
+struct MemoEntry {
+    key: String,
+    /// The step answers it was shaped from. Weak: the memo never keeps an answer alive (and
+    /// an address cannot be reused while a weak reference to it exists).
+    answers: Vec<(String, Weak<Value>)>,
+    outcome: Outcome,
+}
+
+/// Outcomes kept per procedure (the oldest goes first).
+const MEMO_MAX: usize = 8;
+
+impl Memo {
+    fn same(entry: &MemoEntry, key: &str, results: &HashMap<String, Arc<Value>>) -> bool {
+        entry.key == key
+            && entry.answers.len() == results.len()
+            && entry
+                .answers
+                .iter()
+                .all(|(step, w)| results.get(step).is_some_and(|a| std::ptr::eq(w.as_ptr(), Arc::as_ptr(a))))
+    }
+
+    fn get(&self, key: &str, results: &HashMap<String, Arc<Value>>) -> Option<Outcome> {
+        let memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        memo.iter().find(|e| Memo::same(e, key, results)).map(|e| e.outcome.clone())
+    }
+
+    fn put(&self, key: String, results: &HashMap<String, Arc<Value>>, outcome: &Outcome) {
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        memo.retain(|e| e.key != key && e.answers.iter().all(|(_, w)| w.strong_count() > 0));
+        if memo.len() >= MEMO_MAX {
+            memo.remove(0);
+        }
+        let answers = results.iter().map(|(k, v)| (k.clone(), Arc::downgrade(v))).collect();
+        memo.push(MemoEntry { key, answers, outcome: outcome.clone() });
+    }
 }
 
 enum StepOutcome {
-    /// The step's value, and its age if it came from a read cache.
-    Done(Arc<Value>, Option<Duration>),
+    /// The step's value, its age if it came from a read cache, and whether a read cache
+    /// holds it.
+    Done(Arc<Value>, Option<Duration>, bool),
     Skipped(String),
     Failed(StepFailure),
 }
@@ -259,16 +328,19 @@ async fn run_step(active: &Active, proc: &Procedure, step: &Step, scope: Scope) 
         Ok(false) => return StepOutcome::Skipped(skip_reason(step)),
         Err(e) => return StepOutcome::Failed(StepFailure::new(ErrorKind::InvalidRequest, format!("condition: {e}"))),
     }
-    let request = match render_request(step, proc, &scope) {
+    let mut request = match render_request(step, proc, &scope) {
         Ok(r) => r,
         Err(f) => return StepOutcome::Failed(f),
     };
+    if let (Some(p), backends::Request::Kubernetes(r)) = (&step.projection, &mut request) {
+        r.projection = Some(p.clone());
+    }
     // The backend applies the step timeout to its request; the outer bound also covers
     // backends that hang before their own timer starts (and the rate limit's wait).
     let limit = step.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT);
     let call = active.backends.call_shared(&step.backend, request, step.timeout, step.effect);
-    let (answer, age) = match tokio::time::timeout(limit + Duration::from_millis(250), call).await {
-        Ok(Ok(c)) => (c.value, c.age),
+    let (answer, age, shared) = match tokio::time::timeout(limit + Duration::from_millis(250), call).await {
+        Ok(Ok(c)) => (c.value, c.age, c.shared),
         Ok(Err(e)) => return StepOutcome::Failed(e.into()),
         Err(_) => {
             return StepOutcome::Failed(StepFailure::new(
@@ -278,12 +350,12 @@ async fn run_step(active: &Active, proc: &Procedure, step: &Step, scope: Scope) 
         }
     };
     match &step.select {
-        None => StepOutcome::Done(answer, age),
+        None => StepOutcome::Done(answer, age, shared),
         Some(path) => match super::extract::query(path, &answer) {
             Ok(found) if step.select_one => {
-                StepOutcome::Done(Arc::new(found.into_iter().next().unwrap_or(Value::Null)), age)
+                StepOutcome::Done(Arc::new(found.into_iter().next().unwrap_or(Value::Null)), age, false)
             }
-            Ok(found) => StepOutcome::Done(Arc::new(Value::Array(found)), age),
+            Ok(found) => StepOutcome::Done(Arc::new(Value::Array(found)), age, false),
             Err(e) => StepOutcome::Failed(StepFailure::new(ErrorKind::Upstream, format!("select `{path}`: {e}"))),
         },
     }

@@ -63,6 +63,19 @@ fn terminated_reason(t: &Json) -> String {
     }
 }
 
+/// What [`pod_status`] reads of a pod (dotted paths, whole below): list answers are
+/// projected to these when a tool only looks at pods through it. Keep in step with the code.
+pub const POD_STATUS_READS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.deletionTimestamp",
+    "spec.nodeName",
+    "spec.containers.name",
+    "spec.initContainers.name",
+    "spec.initContainers.restartPolicy",
+    "status",
+];
+
 /// kubectl's STATUS, READY and RESTARTS for a pod, plus the last termination and a problem.
 pub fn pod_status(pod: &Json) -> PodStatus {
     let phase = str_at(pod, "/status/phase").unwrap_or("Unknown").to_string();
@@ -195,6 +208,9 @@ pub struct NodeStatus {
     /// Roles from `node-role.kubernetes.io/<role>` labels, comma-separated (empty if none).
     pub roles: String,
 }
+
+/// What [`node_status`] reads of a node (dotted paths, whole below).
+pub const NODE_STATUS_READS: &[&str] = &["metadata.name", "metadata.labels", "spec.unschedulable", "status.conditions"];
 
 /// Readiness, pressure, cordon and roles of a node; missing fields never fail.
 pub fn node_status(node: &Json) -> NodeStatus {

@@ -11,6 +11,7 @@ pub mod json_view;
 pub mod k8s;
 pub mod library;
 pub mod lint;
+pub mod projection;
 pub mod quantity;
 pub mod registry;
 pub mod template;

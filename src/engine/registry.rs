@@ -94,6 +94,10 @@ pub struct Procedure {
     pub requires: Vec<String>,
     /// Imported libraries by name (callable values), put in every call's scope.
     pub libraries: BTreeMap<String, minijinja::Value>,
+    /// The output reads the clock or the steps' timings (never reused from the memo).
+    pub volatile: bool,
+    /// Recently shaped outcomes of calls answered from read caches.
+    pub memo: super::invoke::Memo,
 }
 
 impl Procedure {
@@ -144,6 +148,9 @@ pub struct Step {
     pub effect: Effect,
     /// Templated fields checked after rendering, before anything is sent.
     pub checks: Vec<FieldCheck>,
+    /// For a list step: the fields of each object the procedure reads (the rest is dropped
+    /// while the answer is parsed); None keeps whole objects.
+    pub projection: Option<Arc<super::projection::Projection>>,
 }
 
 /// A templated request field: its context, and the variables whose values are untrusted

@@ -380,9 +380,9 @@ fn list(
         .iter()
         .filter(|((ons, _), _)| ns.is_empty() || ons == ns)
         .map(|(_, o)| o)
-        .filter(|o| labels.matches(o) && fields.matches(o));
-    // Items are serialized straight from the store (no clone of the objects).
-    let mut items: Vec<&Value> = Vec::new();
+        .filter(|o| labels.matches(o.index()) && fields.matches(o.index()));
+    // Items are copied into the answer as the store keeps them (compact JSON text).
+    let mut items: Vec<&super::Stored> = Vec::new();
     let mut seen = 0usize;
     let mut more = 0usize;
     for o in matching {
@@ -404,10 +404,22 @@ fn list(
     }
     if table {
         let now = s.captured_at.unwrap_or_else(chrono::Utc::now);
-        return Ok(axum::Json(as_table(&items, metadata, rt, now)).into_response());
+        let objects: Vec<Value> = items.iter().map(|o| o.value()).collect();
+        let objects: Vec<&Value> = objects.iter().collect();
+        return Ok(axum::Json(as_table(&objects, metadata, rt, now)).into_response());
     }
-    let body = serde_json::to_vec(&json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata, "items": items}))
-        .map_err(|e| status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+    let head = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": metadata});
+    let mut body = head.to_string();
+    body.pop(); // the closing brace: items follow
+    body.reserve(items.iter().map(|o| o.raw().len() + 1).sum::<usize>() + 12);
+    body.push_str(",\"items\":[");
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(o.raw());
+    }
+    body.push_str("]}");
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -418,7 +430,7 @@ fn get_one(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Result<Va
     s.objects
         .get(&key)
         .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-        .cloned()
+        .map(super::Stored::value)
         .ok_or_else(|| not_found(format!("{} \"{name}\" not found", rt.plural)))
 }
 
@@ -431,6 +443,7 @@ fn logs(store: &Shared, ns: &str, pod: &str, q: &BTreeMap<String, String>) -> Re
     else {
         return not_found(format!("pods \"{pod}\" not found"));
     };
+    let obj = &obj.value();
     let containers: Vec<String> = obj
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -501,31 +514,28 @@ fn with_object<F: FnOnce(&mut Value) -> Result<(), String>>(
 ) -> Response {
     let mut s = store.write().unwrap_or_else(|e| e.into_inner());
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
-    let Some(obj) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) else {
+    let Some(mut obj) =
+        s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))).map(super::Stored::value)
+    else {
         return not_found(format!("{} \"{name}\" not found", rt.plural));
     };
-    if dry {
-        let mut copy = obj.clone();
-        return match f(&mut copy) {
-            Ok(()) => axum::Json(copy).into_response(),
-            Err(e) => bad_request(e),
-        };
-    }
-    if let Err(e) = f(obj) {
+    if let Err(e) = f(&mut obj) {
         return bad_request(e);
     }
+    if dry {
+        return axum::Json(obj).into_response();
+    }
     s.revision += 1;
-    let rev = s.revision.to_string();
-    let Some(obj) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) else {
-        return not_found(format!("{} \"{name}\" not found", rt.plural));
-    };
-    obj["metadata"]["resourceVersion"] = Value::String(rev);
+    obj["metadata"]["resourceVersion"] = Value::String(s.revision.to_string());
+    if let Some(stored) = s.objects.get_mut(&key).and_then(|m| m.get_mut(&(ns.to_string(), name.to_string()))) {
+        *stored = super::Stored::new(&obj);
+    }
     if rt.group == "apps" && rt.kind == "Deployment" {
         // A changed pod template replaces the pods, as the Deployment controller would.
         super::controller::reconcile_deployment(&mut s, ns, name);
     }
     match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
-        Some(obj) => axum::Json(obj.clone()).into_response(),
+        Some(obj) => axum::Json(obj.value()).into_response(),
         None => not_found(format!("{} \"{name}\" not found", rt.plural)),
     }
 }
@@ -535,14 +545,14 @@ fn delete(store: &Shared, rt: &ResourceType, ns: &str, name: &str, dry: bool) ->
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
     if dry {
         return match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
-            Some(o) => axum::Json(o.clone()).into_response(),
+            Some(o) => axum::Json(o.value()).into_response(),
             None => not_found(format!("{} \"{name}\" not found", rt.plural)),
         };
     }
     match s.objects.get_mut(&key).and_then(|m| m.remove(&(ns.to_string(), name.to_string()))) {
         Some(o) => {
             s.revision += 1;
-            axum::Json(o).into_response()
+            axum::Json(o.value()).into_response()
         }
         None => not_found(format!("{} \"{name}\" not found", rt.plural)),
     }
@@ -619,7 +629,7 @@ fn scale_get(store: &Shared, rt: &ResourceType, ns: &str, name: &str) -> Respons
     let s = store.read().unwrap_or_else(|e| e.into_inner());
     let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
     match s.objects.get(&key).and_then(|m| m.get(&(ns.to_string(), name.to_string()))) {
-        Some(o) => axum::Json(scale_of(rt, o)).into_response(),
+        Some(o) => axum::Json(scale_of(rt, &o.value())).into_response(),
         None => not_found(format!("{} \"{name}\" not found", rt.plural)),
     }
 }

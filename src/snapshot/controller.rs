@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Store, TypeKey};
+use super::{Store, Stored, TypeKey};
 
 /// The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes).
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -43,13 +43,14 @@ fn controlled_by(obj: &Value, kind: &str, name: &str) -> bool {
 /// when it did.
 pub fn reconcile_deployment(s: &mut Store, ns: &str, name: &str) -> Option<String> {
     let id = (ns.to_string(), name.to_string());
-    let deployment = s.objects.get(&key("apps", "deployments"))?.get(&id)?.clone();
+    let deployment = s.objects.get(&key("apps", "deployments"))?.get(&id)?.value();
     let template = deployment.pointer("/spec/template")?.clone();
     let sets = s.objects.entry(key("apps", "replicasets")).or_default();
     let owned: Vec<(String, Value)> = sets
         .iter()
-        .filter(|((n, _), rs)| n == ns && controlled_by(rs, "Deployment", name))
-        .map(|((_, rs_name), rs)| (rs_name.clone(), rs.clone()))
+        .filter(|((n, _), _)| n == ns)
+        .map(|((_, rs_name), rs)| (rs_name.clone(), rs.value()))
+        .filter(|(_, rs)| controlled_by(rs, "Deployment", name))
         .collect();
     if owned.iter().any(|(_, rs)| rs.pointer("/spec/template").map(unhashed).as_ref() == Some(&template)) {
         return None;
@@ -73,18 +74,26 @@ pub fn reconcile_deployment(s: &mut Store, ns: &str, name: &str) -> Option<Strin
     let sets = s.objects.entry(key("apps", "replicasets")).or_default();
     for (old, _) in &owned {
         if let Some(rs) = sets.get_mut(&(ns.to_string(), old.clone())) {
-            rs["spec"]["replicas"] = json!(0);
-            rs["status"] = json!({"replicas": 0, "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1))});
-            rs["metadata"]["resourceVersion"] = json!(rv);
+            rs.update(|rs| {
+                rs["spec"]["replicas"] = json!(0);
+                rs["status"] = json!({"replicas": 0, "observedGeneration": rs.pointer("/metadata/generation").cloned().unwrap_or(json!(1))});
+                rs["metadata"]["resourceVersion"] = json!(rv);
+            });
         }
     }
     let pods = s.objects.entry(key("", "pods")).or_default();
     let old_pods: Vec<(String, String)> = pods
         .iter()
-        .filter(|((n, _), p)| n == ns && owned.iter().any(|(rs, _)| controlled_by(p, "ReplicaSet", rs)))
+        .filter(|((n, _), p)| {
+            n == ns && {
+                let p = p.value();
+                owned.iter().any(|(rs, _)| controlled_by(&p, "ReplicaSet", rs))
+            }
+        })
         .map(|(k, _)| k.clone())
         .collect();
-    let nodes: Vec<Value> = old_pods.iter().filter_map(|k| pods.get(k)?.pointer("/spec/nodeName").cloned()).collect();
+    let nodes: Vec<Value> =
+        old_pods.iter().filter_map(|k| pods.get(k)?.value().pointer("/spec/nodeName").cloned()).collect();
     for k in &old_pods {
         pods.remove(k);
     }
@@ -111,32 +120,41 @@ pub fn reconcile_deployment(s: &mut Store, ns: &str, name: &str) -> Option<Strin
         "status": {"replicas": replicas, "fullyLabeledReplicas": replicas, "readyReplicas": replicas,
                    "availableReplicas": replicas, "observedGeneration": 1},
     });
-    s.objects.entry(key("apps", "replicasets")).or_default().insert((ns.to_string(), rs_name.clone()), rs);
+    s.objects
+        .entry(key("apps", "replicasets"))
+        .or_default()
+        .insert((ns.to_string(), rs_name.clone()), Stored::new(&rs));
     let pods = s.objects.entry(key("", "pods")).or_default();
     for i in 0..replicas {
         let pod_name = format!("{rs_name}-{}", suffix(&format!("{rs_name}/{i}"), 5));
         let pod = new_pod(&template, &labels, ns, &pod_name, &rs_name, &rs_uid, nodes.get(i as usize), &now, &rv);
-        pods.insert((ns.to_string(), pod_name), pod);
+        pods.insert((ns.to_string(), pod_name), Stored::new(&pod));
     }
 
     // The Deployment: a new generation, observed, all replicas updated and available.
     if let Some(d) = s.objects.get_mut(&key("apps", "deployments")).and_then(|m| m.get_mut(&id)) {
-        let generation = d.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1) + 1;
-        d["metadata"]["generation"] = json!(generation);
-        d["metadata"]["resourceVersion"] = json!(rv);
-        if !d["metadata"]["annotations"].is_object() {
-            d["metadata"]["annotations"] = json!({});
-        }
-        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(revision.to_string());
-        for field in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
-            d["status"][field] = json!(replicas);
-        }
-        d["status"]["observedGeneration"] = json!(generation);
-        if let Some(status) = d["status"].as_object_mut() {
-            status.remove("unavailableReplicas");
-        }
+        d.update(|d| deployment_rolled_out(d, replicas, revision, &rv));
     }
     Some(rs_name)
+}
+
+/// The Deployment after its rollout: a new generation, observed, all replicas updated and
+/// available.
+fn deployment_rolled_out(d: &mut Value, replicas: i64, revision: u64, rv: &str) {
+    let generation = d.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1) + 1;
+    d["metadata"]["generation"] = json!(generation);
+    d["metadata"]["resourceVersion"] = json!(rv);
+    if !d["metadata"]["annotations"].is_object() {
+        d["metadata"]["annotations"] = json!({});
+    }
+    d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(revision.to_string());
+    for field in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+        d["status"][field] = json!(replicas);
+    }
+    d["status"]["observedGeneration"] = json!(generation);
+    if let Some(status) = d["status"].as_object_mut() {
+        status.remove("unavailableReplicas");
+    }
 }
 
 /// A pod of the new ReplicaSet as the kubelet reports it once started: running and ready.
@@ -250,13 +268,16 @@ items:
         let mut s = Store::from_files(FILES.iter().copied());
         let d =
             s.objects.get_mut(&key("apps", "deployments")).unwrap().get_mut(&("shop".into(), "web".into())).unwrap();
-        d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("640Mi");
+        d.update(|d| d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("640Mi"));
         let rs = reconcile_deployment(&mut s, "shop", "web").expect("rolled out");
         let names = pods(&s);
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(names.contains(&"bare".to_string()), "a pod no ReplicaSet owns stays");
-        let new: Vec<&Value> =
-            s.objects[&key("", "pods")].values().filter(|p| controlled_by(p, "ReplicaSet", &rs)).collect();
+        let new: Vec<Value> = s.objects[&key("", "pods")]
+            .values()
+            .map(Stored::value)
+            .filter(|p| controlled_by(p, "ReplicaSet", &rs))
+            .collect();
         assert_eq!(new.len(), 2);
         for p in &new {
             assert_eq!(p["spec"]["containers"][0]["resources"]["limits"]["memory"], "640Mi");
@@ -266,12 +287,12 @@ items:
         }
         assert_eq!(new[0]["spec"]["nodeName"], "n1", "the replaced pod's node is reused");
         let sets = &s.objects[&key("apps", "replicasets")];
-        assert_eq!(sets[&("shop".into(), "web-abc".into())]["spec"]["replicas"], 0);
+        assert_eq!(sets[&("shop".into(), "web-abc".into())].value()["spec"]["replicas"], 0);
         assert_eq!(
-            sets[&("shop".into(), rs.clone())]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+            sets[&("shop".into(), rs.clone())].value()["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
             "2"
         );
-        let d = &s.objects[&key("apps", "deployments")][&("shop".into(), "web".into())];
+        let d = &s.objects[&key("apps", "deployments")][&("shop".into(), "web".into())].value();
         assert_eq!((d["metadata"]["generation"].as_i64(), d["status"]["updatedReplicas"].as_i64()), (Some(2), Some(2)));
         // The template now matches the new ReplicaSet: nothing more to do.
         assert_eq!(reconcile_deployment(&mut s, "shop", "web"), None);

@@ -43,7 +43,89 @@ pub struct ContainerLogs {
 /// (group, version, plural) of a resource type.
 pub type TypeKey = (String, String, String);
 /// Objects of one type by (namespace, name); cluster-scoped objects have namespace "".
-pub type Objects = BTreeMap<(String, String), Value>;
+pub type Objects = BTreeMap<(String, String), Stored>;
+
+/// One object as the store keeps it: its compact JSON text (a tree of `Value`s is several
+/// times larger: 10,000 pods are ~25 MB of text, ~150 MB of trees) and an index of the
+/// fields label and field selectors read, so lists filter without parsing; the text is
+/// copied into list answers as it is.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    raw: Box<str>,
+    index: Value,
+}
+
+/// Fields that field selectors may name for some kind (see `selector::supported_field`).
+const INDEXED: &[&str] = &[
+    "/metadata/name",
+    "/metadata/namespace",
+    "/metadata/labels",
+    "/spec/nodeName",
+    "/spec/restartPolicy",
+    "/spec/schedulerName",
+    "/spec/serviceAccountName",
+    "/spec/hostNetwork",
+    "/spec/unschedulable",
+    "/spec/clusterIP",
+    "/spec/type",
+    "/spec/signerName",
+    "/status/phase",
+    "/status/podIP",
+    "/status/podIPs",
+    "/status/nominatedNodeName",
+    "/status/replicas",
+    "/status/successful",
+    "/involvedObject",
+    "/reason",
+    "/reportingComponent",
+    "/source",
+    "/type",
+];
+
+impl Stored {
+    /// Store an object.
+    pub fn new(obj: &Value) -> Stored {
+        let mut index = Value::Object(serde_json::Map::new());
+        for ptr in INDEXED {
+            if let Some(v) = obj.pointer(ptr) {
+                let mut at = &mut index;
+                let segs: Vec<&str> = ptr.split('/').skip(1).collect();
+                for (i, seg) in segs.iter().enumerate() {
+                    let last = i + 1 == segs.len();
+                    at = at
+                        .as_object_mut()
+                        .expect("index nodes are objects")
+                        .entry(seg.to_string())
+                        .or_insert_with(|| if last { v.clone() } else { Value::Object(serde_json::Map::new()) });
+                }
+            }
+        }
+        Stored { raw: obj.to_string().into_boxed_str(), index }
+    }
+
+    /// The object (parsed from its text).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.raw).expect("stored objects are JSON written by serde_json")
+    }
+
+    /// Change the object (parsed, changed, stored again with a fresh index).
+    pub fn update(&mut self, f: impl FnOnce(&mut Value)) {
+        let mut v = self.value();
+        f(&mut v);
+        *self = Stored::new(&v);
+    }
+
+    /// The object's compact JSON text.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The fields selectors read (`metadata.labels`, `status.phase`, ...), shaped as in
+    /// the object.
+    pub fn index(&self) -> &Value {
+        &self.index
+    }
+}
 
 /// The in-memory cluster.
 #[derive(Debug, Default)]
@@ -310,8 +392,8 @@ impl Store {
         }
     }
 
-    fn add_document(&mut self, doc: Value, rel: &Path, dir_hint: &str, file_hint: &str) -> Result<(), String> {
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    fn add_document(&mut self, mut doc: Value, rel: &Path, dir_hint: &str, file_hint: &str) -> Result<(), String> {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
         // Insights archives keep events reduced to namespace, lastTimestamp, reason, message
         // and type (events/<namespace>.json): they become Events without an involved object.
         if kind.is_empty()
@@ -335,13 +417,16 @@ impl Store {
             }
             return Ok(());
         }
-        if let Some(items) = doc.get("items").and_then(Value::as_array)
-            && (kind.ends_with("List") || kind.is_empty())
-        {
+        if doc.get("items").is_some_and(Value::is_array) && (kind.ends_with("List") || kind.is_empty()) {
             let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_string);
             let api_version = doc.get("apiVersion").and_then(Value::as_str).map(str::to_string);
+            // Items are taken out of the document (one copy of a large List at a time).
+            let items = match doc.get_mut("items").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
             let mut first_err = Ok(());
-            for item in items.clone() {
+            for item in items {
                 let r = self.add_object(item, item_kind.as_deref(), api_version.as_deref(), file_hint, rel);
                 if first_err.is_ok() {
                     first_err = r;
@@ -414,7 +499,7 @@ impl Store {
         if obj.pointer("/metadata/resourceVersion").is_none() {
             obj["metadata"]["resourceVersion"] = Value::String("1".into());
         }
-        self.objects.entry(key).or_default().insert((ns, name), obj);
+        self.objects.entry(key).or_default().insert((ns, name), Stored::new(&obj));
         Ok(())
     }
 

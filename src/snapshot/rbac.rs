@@ -228,7 +228,8 @@ pub fn authorize(store: &Store, user: &User, attrs: &Attributes) -> Decision {
     }
     let bindings = |plural: &str| store.objects.get(&(RBAC.to_string(), "v1".to_string(), plural.to_string()));
     // ClusterRoleBindings apply everywhere.
-    for crb in bindings("clusterrolebindings").into_iter().flat_map(|m| m.values()) {
+    for crb in bindings("clusterrolebindings").into_iter().flat_map(|m| m.values()).map(super::Stored::value) {
+        let crb = &crb;
         if !binds(crb, user, "") {
             continue;
         }
@@ -254,8 +255,9 @@ pub fn authorize(store: &Store, user: &User, attrs: &Attributes) -> Decision {
             .into_iter()
             .flat_map(|m| m.range((attrs.namespace.clone(), String::new())..))
             .take_while(|((ns, _), _)| *ns == attrs.namespace)
-            .map(|(_, rb)| rb);
+            .map(|(_, rb)| rb.value());
         for rb in in_ns {
+            let rb = &rb;
             if !binds(rb, user, &attrs.namespace) {
                 continue;
             }
@@ -266,7 +268,7 @@ pub fn authorize(store: &Store, user: &User, attrs: &Attributes) -> Decision {
                     .objects
                     .get(&(RBAC.to_string(), "v1".to_string(), "roles".to_string()))
                     .and_then(|m| m.get(&(attrs.namespace.clone(), role_name.clone())))
-                    .map(rules_of)
+                    .map(|r| rules_of(&r.value()))
                     .unwrap_or_default(),
                 _ => Vec::new(),
             };
@@ -357,11 +359,14 @@ fn cluster_role_rules(store: &Store, name: &str) -> Vec<Value> {
     let Some(roles) = store.objects.get(&(RBAC.to_string(), "v1".to_string(), "clusterroles".to_string())) else {
         return Vec::new();
     };
-    let Some(role) = roles.get(&(String::new(), name.to_string())) else { return Vec::new() };
-    let mut rules = rules_of(role);
+    let Some(role) = roles.get(&(String::new(), name.to_string())).map(super::Stored::value) else {
+        return Vec::new();
+    };
+    let mut rules = rules_of(&role);
     let selectors =
         role.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array).cloned().unwrap_or_default();
-    for other in roles.values().filter(|o| name_of(o) != name) {
+    for other in roles.values().map(super::Stored::value).filter(|o| name_of(o) != name) {
+        let other = &other;
         let labels = other.pointer("/metadata/labels").cloned().unwrap_or_default();
         if selectors.iter().any(|sel| selector_matches(sel, &labels)) {
             rules.extend(rules_of(other));
@@ -613,6 +618,7 @@ pub fn describe(store: &Store) -> BTreeMap<String, Vec<String>> {
     for plural in ["clusterrolebindings", "rolebindings"] {
         let Some(m) = store.objects.get(&(RBAC.to_string(), "v1".to_string(), plural.to_string())) else { continue };
         for ((ns, name), b) in m {
+            let b = &b.value();
             let (kind, role) = role_ref(b);
             for s in subjects(b) {
                 let who = format!(

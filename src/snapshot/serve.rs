@@ -23,7 +23,9 @@ pub fn mask_secrets(store: &mut Store) -> usize {
             continue;
         }
         for obj in objects.values_mut() {
-            mask(obj);
+            let mut v = obj.value();
+            mask(&mut v);
+            *obj = super::Stored::new(&v);
             masked += 1;
         }
     }
@@ -113,7 +115,8 @@ mod tests {
         let text = secret.to_string();
         let mut store = Store::from_files([("secret.json", text.as_str())]);
         assert_eq!(mask_secrets(&mut store), 1);
-        let objects: Vec<&Value> = store.objects.values().flat_map(|m| m.values()).collect();
+        let objects: Vec<Value> =
+            store.objects.values().flat_map(|m| m.values()).map(super::super::Stored::value).collect();
         let text = serde_json::to_string(&objects).unwrap();
         assert!(!text.contains("c2VjcmV0") && !text.contains("plain"), "{text}");
         assert!(text.contains(MASKED));

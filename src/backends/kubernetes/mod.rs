@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use super::{Effect, Error, ErrorKind, Kind, TextContext};
 use crate::units::parse_duration;
 
+mod list;
 pub mod spec;
 pub use spec::{
     DeniedKind, IdentityMode, KubeconfigSpec, KubernetesBackendSpec, KubernetesCallSpec, KubernetesRequest,
@@ -395,32 +396,39 @@ impl KubernetesBackend {
         let pp = PatchParams { dry_run: req.dry_run, ..Default::default() };
         let value = match req.verb {
             KubernetesVerb::List => {
-                let lp = ListParams {
+                // A tool that sets no limit wants the whole list: it is fetched in pages (so no
+                // answer is held whole, as text and parsed), each page parsed keeping only the
+                // fields the tool reads. A tool's own limit is one page, its continue returned.
+                let paged = req.limit.is_none();
+                let mut lp = ListParams {
                     label_selector: req.label_selector.clone(),
                     field_selector: req.field_selector.clone(),
-                    limit: req
-                        .limit
-                        .map(|l| u32::try_from(l).map_err(|_| invalid(format!("limit {l} is out of range"))))
-                        .transpose()?,
+                    limit: match req.limit {
+                        Some(l) => Some(u32::try_from(l).map_err(|_| invalid(format!("limit {l} is out of range")))?),
+                        None => Some(list::PAGE_SIZE),
+                    },
                     continue_token: req.continue_token.clone(),
                     ..Default::default()
                 };
-                // Read the list as plain JSON (no typed round trip): list items carry no
-                // apiVersion/kind on the wire, so they are filled in, and Secrets masked.
                 let ns_path = if namespaced { ns.as_deref() } else { None };
                 let url = <DynamicObject as kube::Resource>::url_path(&ar, ns_path);
-                let req = kube::core::Request::new(url).list(&lp).map_err(|e| invalid(e.to_string()))?;
-                let mut list: Value = client.request(req).await.map_err(kube_err)?;
-                let remaining = list.pointer("/metadata/remainingItemCount").cloned();
-                let cont = list
-                    .pointer("/metadata/continue")
-                    .and_then(Value::as_str)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned);
-                let mut items = match list.get_mut("items").map(Value::take) {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
+                let mut items = Vec::new();
+                let (cont, remaining) = loop {
+                    let request = kube::core::Request::new(&url).list(&lp).map_err(|e| invalid(e.to_string()))?;
+                    let text = client.request_text(request).await.map_err(kube_err)?;
+                    let page = list::parse_page(&text, req.projection.as_deref()).map_err(|e| {
+                        Error::new(&self.name, ErrorKind::Upstream, format!("the list answer is not a list: {e}"))
+                            .at(kind.clone())
+                    })?;
+                    drop(text);
+                    items.extend(page.items);
+                    match page.continue_token {
+                        Some(c) if paged => lp.continue_token = Some(c),
+                        c => break (c, page.remaining),
+                    }
                 };
+                // List items carry no apiVersion/kind on the wire: they are filled in, and
+                // Secrets masked.
                 for item in &mut items {
                     if item.get("kind").is_none_or(Value::is_null) {
                         item["kind"] = json!(ar.kind);

@@ -328,6 +328,9 @@ pub struct KubernetesRequest {
     pub timestamps: bool,
     #[serde(default, deserialize_with = "lenient::flag")]
     pub dry_run: bool,
+    /// List: the fields of each object the tool reads (set by the engine, never rendered).
+    #[serde(skip)]
+    pub projection: Option<std::sync::Arc<crate::engine::projection::Projection>>,
 }
 
 #[cfg(test)]
