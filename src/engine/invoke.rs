@@ -274,7 +274,10 @@ pub async fn run(
 /// to the same outcome, so it is reused: shaping thousands of objects is most of a warm call.
 /// Procedures that read the clock or the steps' timings are never memoized.
 #[derive(Default)]
-pub struct Memo(Mutex<Vec<MemoEntry>>);
+pub struct Memo {
+    entries: Mutex<Vec<MemoEntry>>,
+    hits: std::sync::atomic::AtomicU64,
+}
 
 struct MemoEntry {
     key: String,
@@ -298,12 +301,21 @@ impl Memo {
     }
 
     fn get(&self, key: &str, results: &HashMap<String, Arc<Value>>) -> Option<Outcome> {
-        let memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        memo.iter().find(|e| Memo::same(e, key, results)).map(|e| e.outcome.clone())
+        let memo = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let found = memo.iter().find(|e| Memo::same(e, key, results)).map(|e| e.outcome.clone());
+        if found.is_some() {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// How many calls reused an outcome.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn put(&self, key: String, results: &HashMap<String, Arc<Value>>, outcome: &Outcome) {
-        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         memo.retain(|e| e.key != key && e.answers.iter().all(|(_, w)| w.strong_count() > 0));
         if memo.len() >= MEMO_MAX {
             memo.remove(0);
