@@ -181,13 +181,6 @@ impl Tool {
     pub fn is_destructive(&self) -> bool {
         self.hints.destructive || self.proc.effect() == Effect::Write
     }
-
-    /// Does a step write to a backend (the cluster)? Such calls are confirmed by the user
-    /// first; a tool that only records in the server's store (starting or approving a
-    /// workflow, whose writes wait at its own approval gate) is not.
-    pub fn writes(&self) -> bool {
-        self.proc.effect() == Effect::Write
-    }
 }
 
 /// A compiled resource.

@@ -41,7 +41,7 @@ pub struct Handler {
 /// (no elicitation): the user agreed to what the dry run showed.
 pub const CONFIRM: &str = "confirm";
 
-/// The `confirm` input every writing tool advertises when calls need confirmation.
+/// The `confirm` input every destructive tool advertises when calls need confirmation.
 fn confirm_input() -> Value {
     serde_json::json!({
         "type": "boolean",
@@ -61,7 +61,7 @@ fn mcp_tool(t: &registry::Tool, confirm: bool) -> Tool {
         annotations.title = Some(title.clone());
     }
     let mut schema = t.proc.input_schema.clone();
-    if confirm && t.writes() {
+    if confirm && t.is_destructive() {
         let props = schema.entry("properties").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(props) = props {
             props.insert(CONFIRM.into(), confirm_input());
@@ -253,7 +253,7 @@ impl Handler {
                 outcome: Outcome::Refused,
             };
         };
-        if !(self.state.confirm_destructive && tool.writes()) {
+        if !(self.state.confirm_destructive && tool.is_destructive()) {
             return Answer::ran(Box::pin(self.run_tool(active, tool, args, ctx)).await);
         }
         let confirmed = args.remove(CONFIRM);
