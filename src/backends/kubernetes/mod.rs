@@ -346,16 +346,31 @@ impl KubernetesBackend {
     }
 
     /// Perform a rendered request.
+    /// The timeout bounds each request to the API server: a whole list read in pages is
+    /// several requests (100 for 100,000 pods), and each page gets the whole timeout rather
+    /// than a share of one.
     pub async fn call(&self, req: &KubernetesRequest, timeout: Option<Duration>) -> Result<Value, Error> {
         let limit = timeout.unwrap_or(self.timeout);
-        match tokio::time::timeout(limit, self.call_inner(req)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(&self.name, ErrorKind::Timeout, format!("no answer within {limit:?}"))
-                .at(describe_target(req))),
+        if req.verb == KubernetesVerb::List && req.limit.is_none() {
+            return self.call_inner(req, limit).await;
         }
+        self.within(limit, req, self.call_inner(req, limit)).await
     }
 
-    async fn call_inner(&self, req: &KubernetesRequest) -> Result<Value, Error> {
+    /// `f`, or a timeout error naming the request's target when it takes longer than `limit`.
+    async fn within<T>(
+        &self,
+        limit: Duration,
+        req: &KubernetesRequest,
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(limit, f).await.unwrap_or_else(|_| {
+            Err(Error::new(&self.name, ErrorKind::Timeout, format!("no answer within {limit:?}"))
+                .at(describe_target(req)))
+        })
+    }
+
+    async fn call_inner(&self, req: &KubernetesRequest, limit: Duration) -> Result<Value, Error> {
         let verb = req.verb.name();
         let invalid = |m: String| Error::new(&self.name, ErrorKind::InvalidRequest, m);
         let (api_version, kind) = match (req.verb, &req.resource) {
@@ -369,8 +384,8 @@ impl KubernetesBackend {
         if req.verb == KubernetesVerb::Events {
             self.refuse_denied("v1", "Event", req)?;
         }
-        let client = self.client().await?;
-        let (ar, namespaced) = self.resource(&client, &api_version, &kind).await?;
+        let client = self.within(limit, req, self.client()).await?;
+        let (ar, namespaced) = self.within(limit, req, self.resource(&client, &api_version, &kind)).await?;
         self.refuse_denied(&ar.api_version, &ar.kind, req)?;
         let ns = req.namespace.clone();
         let name = req.name.clone();
@@ -415,7 +430,8 @@ impl KubernetesBackend {
                 let mut items = Vec::new();
                 let (cont, remaining) = loop {
                     let request = kube::core::Request::new(&url).list(&lp).map_err(|e| invalid(e.to_string()))?;
-                    let text = client.request_text(request).await.map_err(kube_err)?;
+                    let text =
+                        self.within(limit, req, async { client.request_text(request).await.map_err(kube_err) }).await?;
                     let page = list::parse_page(&text, req.projection.as_deref()).map_err(|e| {
                         Error::new(&self.name, ErrorKind::Upstream, format!("the list answer is not a list: {e}"))
                             .at(kind.clone())
