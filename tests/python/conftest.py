@@ -14,7 +14,7 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import anyio
 import httpx
@@ -159,21 +159,29 @@ class HttpServer:
 
 
 @asynccontextmanager
-async def http_server(chm_bin: str, spec_args: list[str], logs: LogDir, extra: list[str] = ()) -> AsyncIterator[HttpServer]:
-    """Start `serve --transport http` on a free loopback port; wait for /healthz."""
+async def http_server(
+    chm_bin: str,
+    spec_args: list[str],
+    logs: LogDir,
+    extra: list[str] = (),
+    env: dict[str, str] | Callable[[str], dict[str, str]] = {},
+) -> AsyncIterator[HttpServer]:
+    """Start `serve --transport http` on a free loopback port; wait for /healthz. `env` adds
+    settings, or makes them from the server's base URL (e.g. its canonical OAuth resource)."""
     last_error = ""
     for attempt in range(3):  # a port picked by free_port() can be taken in between: retry
         port = free_port()
+        base = f"http://127.0.0.1:{port}"
         log = logs.new(f"http-{port}")
         errf = open(log, "w")
         proc = subprocess.Popen(
             [chm_bin, *spec_args, "serve", "--transport", "http", "--bind", f"127.0.0.1:{port}", *extra],
-            env=server_env(),
+            env=server_env() | (env(base) if callable(env) else env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errf,
         )
-        server = HttpServer(f"http://127.0.0.1:{port}", proc, log)
+        server = HttpServer(base, proc, log)
         try:
             deadline = time.monotonic() + 10
             healthy = False

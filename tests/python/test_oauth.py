@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from conftest import REPO, LogDir, _stop, deadline, free_port, server_env
+from conftest import REPO, LogDir, _stop, deadline, free_port, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -104,37 +103,17 @@ def issuer(server_logs: LogDir):
 async def oauth_server(chm_bin: str, issuer: Issuer, logs: LogDir, **settings: str) -> AsyncIterator[Server]:
     """The server over HTTP on the demo snapshot plus the destructive test tools, with OAuth
     pointed at the issuer (discovery) and its canonical URI as the audience."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = logs.new(f"oauth-{port}")
-    env = server_env() | {
-        "CHM_HTTP__OAUTH__ISSUER": issuer.url,
-        "CHM_HTTP__OAUTH__RESOURCE": f"{base}/mcp",
-        "CHM_HTTP__OAUTH__JWKS_MIN_REFRESH_SECONDS": "1",
-        "CHM_LOG": "info",
-    } | settings
-    with open(log, "w") as errf:
-        proc = subprocess.Popen(
-            [chm_bin, "--specs", str(WRITES), "serve", "--transport", "http", "--bind", f"127.0.0.1:{port}", "--no-reload"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errf,
-        )
-        try:
-            end = time.monotonic() + 15
-            while time.monotonic() < end and proc.poll() is None:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await anyio.sleep(0.05)
-            else:
-                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}", pytrace=False)
-            yield Server(base, log)
-        finally:
-            _stop(proc)
+
+    def env(base: str) -> dict[str, str]:
+        return {
+            "CHM_HTTP__OAUTH__ISSUER": issuer.url,
+            "CHM_HTTP__OAUTH__RESOURCE": f"{base}/mcp",
+            "CHM_HTTP__OAUTH__JWKS_MIN_REFRESH_SECONDS": "1",
+            "CHM_LOG": "info",
+        } | settings
+
+    async with http_server(chm_bin, ["--specs", str(WRITES)], logs, ["--no-reload"], env=env) as srv:
+        yield Server(srv.base, srv.log)
 
 
 def challenge(r: httpx.Response) -> dict[str, str]:

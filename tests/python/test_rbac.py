@@ -15,20 +15,17 @@ In both, the Secret stays denied for everyone.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
 import anyio
-import httpx
 import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import REPO, LogDir, _stop, deadline, free_port, server_env
+from conftest import REPO, LogDir, deadline, http_server
 from test_oauth import Issuer, issuer, oauth_server  # noqa: F401 (the issuer fixture)
 
 pytestmark = pytest.mark.anyio
@@ -52,31 +49,8 @@ def binding(identity: str, tmp: Path) -> dict[str, str]:
 @asynccontextmanager
 async def plain_server(chm_bin: str, logs: LogDir, settings: dict[str, str]) -> AsyncIterator[str]:
     """serve --transport http on loopback without MCP authentication; yields the /mcp URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = logs.new(f"rbac-{port}")
-    with open(log, "w") as errf:
-        proc = subprocess.Popen(
-            [chm_bin, "serve", "--transport", "http", "--bind", f"127.0.0.1:{port}", "--no-reload"],
-            env=server_env() | settings,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errf,
-        )
-        try:
-            end = time.monotonic() + 15
-            while time.monotonic() < end and proc.poll() is None:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await anyio.sleep(0.05)
-            else:
-                pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}", pytrace=False)
-            yield f"{base}/mcp"
-        finally:
-            _stop(proc)
+    async with http_server(chm_bin, [], logs, ["--no-reload"], env=settings) as srv:
+        yield srv.mcp_url
 
 
 async def calls(url: str, bearer: str | None, todo: list[tuple[str, dict]]) -> list[tuple[bool, str]]:
