@@ -146,16 +146,15 @@ done
 ln -sfn "$VENV/bin/kubectl" "$DEPS/bin/kubectl"
 "$DEPS/bin/kubectl" version --client >/dev/null 2>&1 || die "$DEPS/bin/kubectl does not run"
 
-# ---------------------------------------------- ML venv (a real KServe model server)
-# tests/ml serves scikit-learn models with PyPI `kserve` (its Model API, v1 + v2 REST).
-# kserve pins its own FastAPI/pydantic/uvicorn: a venv of its own keeps the MCP SDK's intact.
-ML_VENV="$DEPS/ml-venv"
-ML_REQS=(kserve==0.21.0 scikit-learn==1.9.1)
-if [[ ! -x "$ML_VENV/bin/python" ]]; then
-  log "creating venv $ML_VENV"
-  python3 -m venv "$ML_VENV" || die "python3 -m venv $ML_VENV failed"
-fi
-if ! "$ML_VENV/bin/python" - "${ML_REQS[@]}" 2>/dev/null <<'PY'
+# pinned_venv DIR REQ==VER...: a venv of its own at DIR holding exactly these pins (created
+# and installed on first use or when a pin changed).
+pinned_venv() {
+  local dir="$1"; shift
+  if [[ ! -x "$dir/bin/python" ]]; then
+    log "creating venv $dir"
+    python3 -m venv "$dir" || die "python3 -m venv $dir failed"
+  fi
+  if ! "$dir/bin/python" - "$@" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version
 for req in sys.argv[1:]:
@@ -163,10 +162,18 @@ for req in sys.argv[1:]:
     if version(name) != want:
         sys.exit(1)
 PY
-then
-  log "installing ${ML_REQS[*]} into $ML_VENV"
-  "$ML_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ML_REQS[@]}" >&2
-fi
+  then
+    log "installing $* into $dir"
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2
+  fi
+}
+
+# ---------------------------------------------- ML venv (a real KServe model server)
+# tests/ml serves scikit-learn models with PyPI `kserve` (its Model API, v1 + v2 REST).
+# kserve pins its own FastAPI/pydantic/uvicorn: a venv of its own keeps the MCP SDK's intact.
+ML_VENV="$DEPS/ml-venv"
+ML_REQS=(kserve==0.21.0 scikit-learn==1.9.1)
+pinned_venv "$ML_VENV" "${ML_REQS[@]}"
 "$ML_VENV/bin/python" -c 'import kserve, sklearn, joblib, numpy' || die "ml-venv imports failed (kserve, scikit-learn)"
 
 # ------------------------------------- schemathesis venv (OpenAPI property tests)
@@ -174,22 +181,7 @@ fi
 # pins its own hypothesis/pytest ranges: a venv of its own keeps the test venv's pins intact.
 ST_VENV="$DEPS/st-venv"
 ST_REQS=(schemathesis==4.32.5)
-if [[ ! -x "$ST_VENV/bin/python" ]]; then
-  log "creating venv $ST_VENV"
-  python3 -m venv "$ST_VENV" || die "python3 -m venv $ST_VENV failed"
-fi
-if ! "$ST_VENV/bin/python" - "${ST_REQS[@]}" 2>/dev/null <<'PY'
-import sys
-from importlib.metadata import version
-for req in sys.argv[1:]:
-    name, want = req.split("==")
-    if version(name) != want:
-        sys.exit(1)
-PY
-then
-  log "installing ${ST_REQS[*]} into $ST_VENV"
-  "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${ST_REQS[@]}" >&2
-fi
+pinned_venv "$ST_VENV" "${ST_REQS[@]}"
 "$ST_VENV/bin/schemathesis" --version >/dev/null 2>&1 || die "schemathesis does not run from $ST_VENV"
 
 # ------------------------------------------------------- Debian packages
